@@ -1,0 +1,343 @@
+//! Run configuration: one YAML tree (`defaults.yaml` lists every key) layered as
+//! defaults <- preset <- `--config` file <- `--set key=value`. Unknown keys and bad values are
+//! rejected with the dotted key named.
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::{Mapping, Value};
+
+use crate::error::{Error, Result};
+use crate::grid::MultiResGrid;
+use crate::modulator::ModulatorKind;
+
+const DEFAULTS: &str = include_str!("defaults.yaml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub model: String,
+    pub net: NetConfig,
+    pub train: TrainConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetConfig {
+    pub layers: usize,
+    pub hidden: usize,
+    pub w0: f64,
+    pub bases: Bases,
+    pub modulator: ModulatorKind,
+    pub coord_range: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub iterations: usize,
+    pub lr: f64,
+    pub lr_min: f64,
+    pub seed: u64,
+    pub checkpoint_every: usize,
+}
+
+/// `net.bases`: automatic, one list for every axis, or one list per axis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "BasesRepr", into = "BasesRepr")]
+pub enum Bases {
+    Auto,
+    All(Vec<usize>),
+    PerAxis(Vec<Vec<usize>>),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum BasesRepr {
+    Word(String),
+    PerAxis(Vec<Vec<usize>>),
+    All(Vec<usize>),
+}
+
+impl TryFrom<BasesRepr> for Bases {
+    type Error = String;
+    fn try_from(r: BasesRepr) -> std::result::Result<Self, String> {
+        match r {
+            BasesRepr::Word(w) if w == "auto" => Ok(Bases::Auto),
+            BasesRepr::Word(w) => Err(format!(
+                "`{w}` is not a list of bases; use auto, [4,4,4,8] or [[4,4,4,8],[4,4,6,8]]"
+            )),
+            BasesRepr::All(b) => Ok(Bases::All(b)),
+            BasesRepr::PerAxis(b) => Ok(Bases::PerAxis(b)),
+        }
+    }
+}
+
+impl From<Bases> for BasesRepr {
+    fn from(b: Bases) -> Self {
+        match b {
+            Bases::Auto => BasesRepr::Word("auto".into()),
+            Bases::All(b) => BasesRepr::All(b),
+            Bases::PerAxis(b) => BasesRepr::PerAxis(b),
+        }
+    }
+}
+
+impl Bases {
+    /// The grid these bases give a signal of `shape` with `levels` levels.
+    pub fn resolve(&self, shape: &[usize], levels: usize) -> Result<MultiResGrid> {
+        let wrap = |e: Error| match e {
+            Error::Grid(m) => Error::config("net.bases", m),
+            other => other,
+        };
+        match self {
+            Bases::Auto => MultiResGrid::auto(shape, levels),
+            Bases::All(b) => MultiResGrid::new(shape, vec![b.clone(); shape.len()]).map_err(wrap),
+            Bases::PerAxis(b) => MultiResGrid::new(shape, b.clone()).map_err(wrap),
+        }
+    }
+}
+
+impl Config {
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).unwrap_or_default()
+    }
+
+    fn validate(&self) -> Result<()> {
+        let n = &self.net;
+        let t = &self.train;
+        let pos = |key: &str, ok: bool, what: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::config(key, what.to_string()))
+            }
+        };
+        pos("model", !self.model.is_empty(), "must name a model")?;
+        pos("net.layers", n.layers >= 1, "must be at least 1")?;
+        pos("net.hidden", n.hidden >= 1, "must be at least 1")?;
+        pos("net.w0", n.w0.is_finite() && n.w0 > 0.0, "must be a positive number")?;
+        pos(
+            "net.coord_range",
+            n.coord_range.is_finite() && n.coord_range > 0.0,
+            "must be a positive number",
+        )?;
+        let lists: Vec<&Vec<usize>> = match &n.bases {
+            Bases::Auto => vec![],
+            Bases::All(b) => vec![b],
+            Bases::PerAxis(v) => v.iter().collect(),
+        };
+        for l in lists {
+            if l.len() != n.layers {
+                return Err(Error::config(
+                    "net.bases",
+                    format!(
+                        "{l:?} has {} levels but net.layers is {}: ASMR needs one level per layer",
+                        l.len(),
+                        n.layers
+                    ),
+                ));
+            }
+            pos("net.bases", !l.contains(&0), "bases must be at least 1")?;
+        }
+        pos("train.iterations", t.iterations >= 1, "must be at least 1")?;
+        pos("train.lr", t.lr.is_finite() && t.lr > 0.0, "must be a positive number")?;
+        pos(
+            "train.lr_min",
+            t.lr_min.is_finite() && t.lr_min >= 0.0 && t.lr_min <= t.lr,
+            "must be between 0 and train.lr",
+        )?;
+        Ok(())
+    }
+}
+
+/// Builds a [`Config`] from layers of partial YAML.
+#[derive(Debug, Clone)]
+pub struct ConfigBuilder {
+    tree: Value,
+}
+
+impl Default for ConfigBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ConfigBuilder {
+    pub fn new() -> Self {
+        Self {
+            tree: serde_yaml::from_str(DEFAULTS).expect("defaults.yaml is valid"),
+        }
+    }
+
+    /// Overlay a YAML document (a preset, a `--config` file). `source` names it in errors.
+    pub fn merge_yaml(&mut self, text: &str, source: &str) -> Result<&mut Self> {
+        let overlay: Value = serde_yaml::from_str(text)
+            .map_err(|e| Error::Invalid(format!("{source}: not valid YAML: {e}")))?;
+        match overlay {
+            Value::Null => {}
+            Value::Mapping(m) => merge(&mut self.tree, m, "", source)?,
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "{source}: expected a mapping of keys (model:, net:, train:)"
+                )))
+            }
+        }
+        Ok(self)
+    }
+
+    /// Overlay one key, `net.hidden=128` style; the value is parsed as YAML.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self> {
+        let parsed: Value = serde_yaml::from_str(value)
+            .map_err(|e| Error::config(key, format!("`{value}` is not a valid value: {e}")))?;
+        let mut node = Value::Null;
+        for part in key.split('.').rev() {
+            let mut m = Mapping::new();
+            m.insert(Value::String(part.to_string()), std::mem::take(&mut node));
+            node = Value::Mapping(m);
+        }
+        // Put the parsed value at the leaf.
+        let mut leaf = &mut node;
+        for part in key.split('.') {
+            leaf = leaf
+                .as_mapping_mut()
+                .and_then(|m| m.get_mut(part))
+                .expect("just built");
+        }
+        *leaf = parsed;
+        match node {
+            Value::Mapping(m) => merge(&mut self.tree, m, "", "--set")?,
+            _ => unreachable!(),
+        }
+        Ok(self)
+    }
+
+    /// `key=value`.
+    pub fn set_pair(&mut self, pair: &str) -> Result<&mut Self> {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::Invalid(format!("--set expects key=value, got `{pair}`")))?;
+        self.set(k.trim(), v.trim())
+    }
+
+    pub fn build(&self) -> Result<Config> {
+        let cfg: Config = serde_path_to_error::deserialize(self.tree.clone()).map_err(|e| {
+            let key = e.path().to_string();
+            Error::config(key, e.into_inner().to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+fn merge(base: &mut Value, overlay: Mapping, prefix: &str, source: &str) -> Result<()> {
+    let base_map = base
+        .as_mapping_mut()
+        .ok_or_else(|| Error::config(prefix, "is a value, not a section"))?;
+    for (k, v) in overlay {
+        let name = match &k {
+            Value::String(s) => s.clone(),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "{source}: key {other:?} is not a string"
+                )))
+            }
+        };
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        match base_map.get_mut(&k) {
+            None => {
+                let known: Vec<String> = base_map
+                    .keys()
+                    .filter_map(|k| k.as_str().map(str::to_string))
+                    .collect();
+                return Err(Error::config(
+                    path,
+                    format!("unknown key in {source} (known here: {})", known.join(", ")),
+                ));
+            }
+            Some(slot) => match (slot.is_mapping(), v) {
+                (true, Value::Mapping(m)) => merge(slot, m, &path, source)?,
+                (true, _) => {
+                    return Err(Error::config(
+                        path,
+                        format!("is a section in {source}; set its keys instead"),
+                    ))
+                }
+                (false, v) => *slot = v,
+            },
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_build() {
+        let c = ConfigBuilder::new().build().unwrap();
+        assert_eq!(c.model, "asmr");
+        assert_eq!(c.net.layers, 4);
+        assert_eq!(c.net.bases, Bases::Auto);
+        assert_eq!(c.train.lr, 1e-4);
+    }
+
+    #[test]
+    fn layering_and_set() {
+        let mut b = ConfigBuilder::new();
+        b.merge_yaml("net:\n  layers: 3\n  bases: [8, 8, 8]\n", "preset")
+            .unwrap();
+        b.set_pair("net.hidden=128").unwrap();
+        b.set_pair("net.bases=[[2,4],[4,2]]").unwrap();
+        b.set_pair("net.layers=2").unwrap();
+        b.set_pair("net.modulator=nonlinear").unwrap();
+        let c = b.build().unwrap();
+        assert_eq!(c.net.hidden, 128);
+        assert_eq!(c.net.bases, Bases::PerAxis(vec![vec![2, 4], vec![4, 2]]));
+        assert_eq!(c.net.modulator, ModulatorKind::Nonlinear);
+        // Round trip through YAML.
+        let mut again = ConfigBuilder::new();
+        again.merge_yaml(&c.to_yaml(), "saved").unwrap();
+        assert_eq!(again.build().unwrap(), c);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = ConfigBuilder::new()
+            .set_pair("net.hiden=3")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("net.hiden"), "{e}");
+        let e = ConfigBuilder::new()
+            .merge_yaml("train:\n  epochs: 3\n", "f.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("train.epochs") && e.contains("f.yaml"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (pair, key) in [
+            ("net.hidden=abc", "net.hidden"),
+            ("net.hidden=0", "net.hidden"),
+            ("train.iterations=0", "train.iterations"),
+            ("train.lr=-1", "train.lr"),
+            ("net.modulator=cubic", "net.modulator"),
+            ("net.bases=sometimes", "net.bases"),
+            ("net.bases=[4,4]", "net.bases"),
+            ("train.seed=1.5", "train.seed"),
+        ] {
+            let mut b = ConfigBuilder::new();
+            let e = b
+                .set_pair(pair)
+                .and_then(|b| b.build().map(|_| ()).map(|_| b))
+                .err()
+                .unwrap_or_else(|| panic!("{pair} accepted"))
+                .to_string();
+            assert!(e.contains(key), "{pair}: {e}");
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! Multi-resolution decomposition of a dense grid (SPEC §2).
+//!
+//! Every axis `a` of size `N_a` is split into `L` levels with bases `B_{a,0..L-1}`,
+//! `prod_l B_{a,l} = N_a`. Level 0 is the coarsest. An index `x` has one digit per level,
+//! `digit_{a,l}(x) = floor(x / s_{a,l}) mod B_{a,l}` with `s_{a,l} = N_a / C_{a,l}` and
+//! `C_{a,l} = B_{a,0} * ... * B_{a,l}`; the network sees `u = digit / (B - 1)` in `[0, 1]`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultiResGrid {
+    /// Grid size per axis (the padded size when the signal needed padding).
+    shape: Vec<usize>,
+    /// `bases[a][l]`.
+    bases: Vec<Vec<usize>>,
+}
+
+impl MultiResGrid {
+    /// A grid with explicit bases; checks that every axis has the same number of levels and that
+    /// the bases multiply to the axis size.
+    pub fn new(shape: &[usize], bases: Vec<Vec<usize>>) -> Result<Self> {
+        if shape.is_empty() {
+            return Err(Error::Grid("a grid needs at least one axis".into()));
+        }
+        if bases.len() != shape.len() {
+            return Err(Error::Grid(format!(
+                "{} lists of bases for {} axes (give one list per axis, or one for all)",
+                bases.len(),
+                shape.len()
+            )));
+        }
+        let levels = bases[0].len();
+        if levels == 0 {
+            return Err(Error::Grid("bases must have at least one level".into()));
+        }
+        for (a, (b, &n)) in bases.iter().zip(shape).enumerate() {
+            if b.len() != levels {
+                return Err(Error::Grid(format!(
+                    "axis {a} has {} levels, axis 0 has {levels}: every axis needs the same number",
+                    b.len()
+                )));
+            }
+            if b.contains(&0) {
+                return Err(Error::Grid(format!("axis {a}: a base of 0 in {b:?}")));
+            }
+            let p: usize = b.iter().product();
+            if p != n {
+                return Err(Error::Grid(format!(
+                    "axis {a}: bases {b:?} multiply to {p}, but the axis has {n} samples"
+                )));
+            }
+        }
+        Ok(Self {
+            shape: shape.to_vec(),
+            bases,
+        })
+    }
+
+    /// Bases chosen automatically for a signal of `size` with `levels` levels per axis. An axis
+    /// whose size factorises badly is padded at its end (see [`auto_bases`]).
+    pub fn auto(size: &[usize], levels: usize) -> Result<Self> {
+        if levels == 0 {
+            return Err(Error::Grid("the number of levels must be at least 1".into()));
+        }
+        let mut shape = Vec::with_capacity(size.len());
+        let mut bases = Vec::with_capacity(size.len());
+        for &n in size {
+            if n == 0 {
+                return Err(Error::Grid("an axis of size 0".into()));
+            }
+            let (padded, b) = auto_bases(n, levels);
+            shape.push(padded);
+            bases.push(b);
+        }
+        Self::new(&shape, bases)
+    }
+
+    pub fn dims(&self) -> usize {
+        self.shape.len()
+    }
+
+    pub fn levels(&self) -> usize {
+        self.bases[0].len()
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn bases(&self) -> &[Vec<usize>] {
+        &self.bases
+    }
+
+    pub fn base(&self, axis: usize, level: usize) -> usize {
+        self.bases[axis][level]
+    }
+
+    pub fn num_points(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// `C_{a,l}`: the axis resolution after level `l`.
+    pub fn cumulative(&self, axis: usize, level: usize) -> usize {
+        self.bases[axis][..=level].iter().product()
+    }
+
+    /// `s_{a,l} = N_a / C_{a,l}`: how many samples one level-`l` cell spans.
+    pub fn stride(&self, axis: usize, level: usize) -> usize {
+        self.shape[axis] / self.cumulative(axis, level)
+    }
+
+    pub fn digit(&self, axis: usize, level: usize, x: usize) -> usize {
+        (x / self.stride(axis, level)) % self.bases[axis][level]
+    }
+
+    pub fn level_coord(&self, axis: usize, level: usize, x: usize) -> f32 {
+        unit_coord(self.digit(axis, level, x), self.bases[axis][level])
+    }
+
+    /// Number of points of the level-`l` grid, `prod_a B_{a,l}`.
+    pub fn level_points(&self, level: usize) -> usize {
+        self.bases.iter().map(|b| b[level]).product()
+    }
+
+    /// Points of the full-resolution grid after level `l`, `prod_a C_{a,l}`.
+    pub fn resolution(&self, level: usize) -> usize {
+        (0..self.dims()).map(|a| self.cumulative(a, level)).product()
+    }
+
+    /// The level-`l` coordinates of every digit combination, raster order, `[prod_a B_{a,l}, d]`.
+    pub fn level_grid(&self, level: usize) -> Vec<f32> {
+        let d = self.dims();
+        let sizes: Vec<usize> = self.bases.iter().map(|b| b[level]).collect();
+        let n = self.level_points(level);
+        let mut out = vec![0f32; n * d];
+        for p in 0..n {
+            let mut rem = p;
+            for a in (0..d).rev() {
+                let digit = rem % sizes[a];
+                rem /= sizes[a];
+                out[p * d + a] = unit_coord(digit, sizes[a]);
+            }
+        }
+        out
+    }
+
+    /// Level coordinates of arbitrary grid indices (`idx` is `[n, d]` row-major), one `[n, d]`
+    /// buffer per level.
+    pub fn decompose(&self, idx: &[u32]) -> Vec<Vec<f32>> {
+        let d = self.dims();
+        (0..self.levels())
+            .map(|l| {
+                idx.chunks_exact(d)
+                    .flat_map(|x| (0..d).map(move |a| self.level_coord(a, l, x[a] as usize)))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+fn unit_coord(digit: usize, base: usize) -> f32 {
+    if base <= 1 {
+        0.0
+    } else {
+        digit as f32 / (base - 1) as f32
+    }
+}
+
+/// How strongly padding is penalised against unbalanced bases in [`auto_bases`]: one percent of
+/// padding costs as much as a base off by a factor `e^0.45` from the ideal.
+const PAD_PENALTY: f64 = 20.0;
+
+/// Chooses `levels` bases for an axis of `n` samples: as equal as possible (each near
+/// `n^(1/levels)`), ascending so the largest base sits at the finest level where it costs least.
+/// When `n` factorises badly (a large prime factor) the axis is padded to the size `n' >= n` that
+/// best trades balance against padding. Returns `(n', bases)`.
+pub fn auto_bases(n: usize, levels: usize) -> (usize, Vec<usize>) {
+    assert!(n > 0 && levels > 0);
+    let mut best: Option<(f64, usize, Vec<usize>)> = None;
+    let mut m = n;
+    loop {
+        let pad_cost = PAD_PENALTY * (m - n) as f64 / n as f64;
+        if let Some((c, _, _)) = &best {
+            if pad_cost >= *c {
+                break;
+            }
+        }
+        if let Some((c, b)) = balanced_factorisation(m, levels) {
+            let total = c + pad_cost;
+            if best.as_ref().is_none_or(|(bc, _, _)| total < *bc) {
+                best = Some((total, m, b));
+            }
+        }
+        m += 1;
+    }
+    let (_, m, b) = best.expect("n itself always factorises");
+    (m, b)
+}
+
+/// The ascending factorisation of `n` into `k` factors minimising the squared log-distance of each
+/// factor to `n^(1/k)`.
+fn balanced_factorisation(n: usize, k: usize) -> Option<(f64, Vec<usize>)> {
+    let target = (n as f64).ln() / k as f64;
+    let mut best: Option<(f64, Vec<usize>)> = None;
+    let mut cur = Vec::with_capacity(k);
+    search(n, k, 1, target, 0.0, &mut cur, &mut best);
+    best
+}
+
+fn search(
+    n: usize,
+    k: usize,
+    min: usize,
+    target: f64,
+    cost: f64,
+    cur: &mut Vec<usize>,
+    best: &mut Option<(f64, Vec<usize>)>,
+) {
+    let term = |f: usize| ((f as f64).ln() - target).powi(2);
+    if best.as_ref().is_some_and(|(c, _)| cost >= *c) {
+        return;
+    }
+    if k == 1 {
+        if n >= min {
+            let c = cost + term(n);
+            if best.as_ref().is_none_or(|(bc, _)| c < *bc) {
+                cur.push(n);
+                *best = Some((c, cur.clone()));
+                cur.pop();
+            }
+        }
+        return;
+    }
+    let mut f = min;
+    // Factors are non-decreasing, so f^k <= n.
+    while f.checked_pow(k as u32).is_some_and(|p| p <= n) {
+        if n % f == 0 {
+            cur.push(f);
+            search(n / f, k - 1, f, target, cost + term(f), cur, best);
+            cur.pop();
+        }
+        f += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits_and_coords_follow_the_spec() {
+        let g = MultiResGrid::new(&[12], vec![vec![2, 3, 2]]).unwrap();
+        assert_eq!(g.cumulative(0, 0), 2);
+        assert_eq!(g.cumulative(0, 1), 6);
+        assert_eq!(g.cumulative(0, 2), 12);
+        assert_eq!(g.stride(0, 0), 6);
+        // x = 11 = 1*6 + 2*2 + 1
+        assert_eq!(
+            (0..3).map(|l| g.digit(0, l, 11)).collect::<Vec<_>>(),
+            vec![1, 2, 1]
+        );
+        assert_eq!(g.level_coord(0, 1, 11), 1.0);
+        assert_eq!(g.level_coord(0, 1, 2), 0.5);
+        // Every index has a distinct digit sequence, in raster order.
+        let seqs: Vec<usize> = (0..12)
+            .map(|x| (g.digit(0, 0, x) * 3 + g.digit(0, 1, x)) * 2 + g.digit(0, 2, x))
+            .collect();
+        assert_eq!(seqs, (0..12).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn base_one_gives_zero_coordinate() {
+        let g = MultiResGrid::new(&[4, 6], vec![vec![1, 4], vec![3, 2]]).unwrap();
+        assert_eq!(g.level_coord(0, 0, 3), 0.0);
+        assert_eq!(g.level_points(0), 3);
+        assert_eq!(g.resolution(0), 3);
+        assert_eq!(g.resolution(1), 24);
+        let lg = g.level_grid(1);
+        assert_eq!(lg.len(), 8 * 2);
+        // Raster order, last axis fastest: point 1 is (digit 0, digit 1).
+        assert_eq!(&lg[2..4], &[0.0, 1.0]);
+        assert_eq!(&lg[4..6], &[1.0 / 3.0, 0.0]);
+    }
+
+    #[test]
+    fn rejects_mismatched_bases() {
+        assert!(MultiResGrid::new(&[512], vec![vec![4, 4, 4, 4]]).is_err());
+        assert!(MultiResGrid::new(&[16, 16], vec![vec![4, 4], vec![2, 2, 4]]).is_err());
+        assert!(MultiResGrid::new(&[16], vec![vec![4, 4], vec![4, 4]]).is_err());
+        let e = MultiResGrid::new(&[16], vec![vec![0, 4]]).unwrap_err();
+        assert!(e.to_string().contains("base of 0"));
+    }
+
+    #[test]
+    fn auto_bases_match_the_paper_where_sizes_allow() {
+        assert_eq!(auto_bases(512, 4), (512, vec![4, 4, 4, 8]));
+        assert_eq!(auto_bases(768, 4), (768, vec![4, 4, 6, 8]));
+        assert_eq!(auto_bases(512, 3), (512, vec![8, 8, 8]));
+        assert_eq!(auto_bases(1, 5), (1, vec![1, 1, 1, 1, 1]));
+        assert_eq!(auto_bases(7, 1), (7, vec![7]));
+    }
+
+    #[test]
+    fn awkward_sizes_are_padded_a_little() {
+        for (n, levels) in [(451, 4), (300, 4), (997, 3), (113600, 4), (2268, 6), (1511, 6)] {
+            let (m, b) = auto_bases(n, levels);
+            assert!(m >= n && m <= n + n / 10 + 8, "{n} -> {m}");
+            assert_eq!(b.iter().product::<usize>(), m);
+            assert_eq!(b.len(), levels);
+            let ideal = (m as f64).powf(1.0 / levels as f64);
+            assert!(
+                b.iter().all(|&x| (x as f64) < 3.0 * ideal + 2.0),
+                "{n}: {b:?}"
+            );
+            assert!(b.windows(2).all(|w| w[0] <= w[1]));
+        }
+        // A prime is never kept as one huge base.
+        let (m, _) = auto_bases(451, 4);
+        assert_ne!(m, 451);
+    }
+
+    #[test]
+    fn many_axes() {
+        let g = MultiResGrid::auto(&[6, 10, 4, 9, 2], 2).unwrap();
+        assert_eq!(g.dims(), 5);
+        assert_eq!(g.levels(), 2);
+        assert_eq!(g.shape(), &[6, 10, 4, 9, 2]);
+        let idx = [5u32, 9, 3, 8, 1];
+        let u = g.decompose(&idx);
+        assert_eq!(u.len(), 2);
+        assert_eq!(u[1].len(), 5);
+        assert!(u.iter().flatten().all(|&v| (0.0..=1.0).contains(&v)));
+        // The last index of every axis has the top digit at every level.
+        assert!(u.iter().flatten().all(|&v| v == 1.0 || v == 0.0));
+    }
+}

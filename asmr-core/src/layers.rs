@@ -1,0 +1,143 @@
+//! Dense layers with SIREN initialisation (SPEC §3): weights and biases from `U(-r, r)`, `r = 1/fan_in`
+//! for a network's first layer and `sqrt(6/fan_in)/w0` for every other layer.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+/// `x W^T + b` on `[n, in]` rows.
+#[derive(Debug, Clone)]
+pub struct Dense {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Dense {
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.weight.dims()[1]
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.weight.dims()[0]
+    }
+}
+
+impl Module for Dense {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.matmul(&self.weight.t()?)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Where a layer sits in a sine network, which fixes its init range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SirenInit {
+    First,
+    Hidden { w0: f64 },
+}
+
+impl SirenInit {
+    pub fn bound(self, fan_in: usize) -> f64 {
+        match self {
+            SirenInit::First => 1.0 / fan_in as f64,
+            SirenInit::Hidden { w0 } => (6.0 / fan_in as f64).sqrt() / w0,
+        }
+    }
+}
+
+/// A dense layer whose weight and bias come from `U(-r, r)`.
+pub fn dense(
+    fan_in: usize,
+    fan_out: usize,
+    bias: bool,
+    bound: f64,
+    vb: VarBuilder,
+) -> Result<Dense> {
+    let init = Init::Uniform {
+        lo: -bound,
+        up: bound,
+    };
+    let weight = vb.get_with_hints((fan_out, fan_in), "weight", init)?;
+    let bias = if bias {
+        Some(vb.get_with_hints(fan_out, "bias", init)?)
+    } else {
+        None
+    };
+    Ok(Dense { weight, bias })
+}
+
+pub fn siren_dense(fan_in: usize, fan_out: usize, init: SirenInit, vb: VarBuilder) -> Result<Dense> {
+    dense(fan_in, fan_out, true, init.bound(fan_in), vb)
+}
+
+/// `sin(w0 * x)`; every sine network of the toolkit goes through here.
+pub fn sine(x: &Tensor, w0: f64) -> Result<Tensor> {
+    x.affine(w0, 0.0)?.sin()
+}
+
+/// A plain SIREN: `layers - 1` sine layers then a linear output layer, SIREN init throughout.
+#[derive(Debug, Clone)]
+pub struct SineMlp {
+    layers: Vec<Dense>,
+    w0: f64,
+}
+
+impl SineMlp {
+    pub fn new(
+        inputs: usize,
+        hidden: usize,
+        outputs: usize,
+        layers: usize,
+        w0: f64,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        if layers < 1 {
+            candle_core::bail!("a sine network needs at least one layer");
+        }
+        let mut out = Vec::with_capacity(layers);
+        for i in 0..layers {
+            let fan_in = if i == 0 { inputs } else { hidden };
+            let fan_out = if i + 1 == layers { outputs } else { hidden };
+            let init = if i == 0 {
+                SirenInit::First
+            } else {
+                SirenInit::Hidden { w0 }
+            };
+            out.push(siren_dense(fan_in, fan_out, init, vb.pp(i))?);
+        }
+        Ok(Self { layers: out, w0 })
+    }
+
+    pub fn layers(&self) -> &[Dense] {
+        &self.layers
+    }
+}
+
+impl Module for SineMlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut z = x.clone();
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            z = layer.forward(&z)?;
+            if i < last {
+                z = sine(&z, self.w0)?;
+            }
+        }
+        Ok(z)
+    }
+}
+
+/// MACs of a dense stack as SPEC §4 counts them: `fan_in * fan_out + fan_out` per layer.
+pub fn mlp_macs(sizes: &[usize]) -> usize {
+    sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+}

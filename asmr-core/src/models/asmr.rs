@@ -1,0 +1,260 @@
+//! ASMR (SPEC §3): a SIREN backbone whose hidden layer `l-1` is modulated by level `l` of a
+//! multi-resolution decomposition. Because a level-`l` activation depends only on digits `0..=l`, the
+//! whole grid can be computed coarse-to-fine with each activation shared by the cell below it.
+
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+
+use super::{crop_to, Model, ModelContext, ModelEntry};
+use crate::error::Result;
+use crate::grid::MultiResGrid;
+use crate::layers::{sine, siren_dense, Dense, SirenInit};
+use crate::modulator::Modulator;
+use crate::profile::Profile;
+
+pub struct Asmr {
+    grid: MultiResGrid,
+    signal_shape: Vec<usize>,
+    w0: f64,
+    hidden: usize,
+    backbone: Vec<Dense>,
+    /// `modulators[l - 1]` serves level `l`.
+    modulators: Vec<Modulator>,
+    /// Level-`l` coordinate grids, `[prod_a B_{a,l}, d]`.
+    level_grids: Vec<Tensor>,
+    /// How to go from resolution `i` to `i + 1`, for `i = 0..L-2`.
+    plans: Vec<UpsamplePlan>,
+}
+
+impl Asmr {
+    pub fn new(ctx: &ModelContext, vb: VarBuilder) -> Result<Self> {
+        let grid = ctx.resolve_grid()?;
+        let net = &ctx.net;
+        let (d, h, c, layers) = (grid.dims(), net.hidden, ctx.channels, net.layers);
+        let mut backbone = Vec::with_capacity(layers);
+        for i in 0..layers {
+            let fan_in = if i == 0 { d } else { h };
+            let fan_out = if i + 1 == layers { c } else { h };
+            let init = if i == 0 {
+                SirenInit::First
+            } else {
+                SirenInit::Hidden { w0: net.w0 }
+            };
+            backbone.push(siren_dense(fan_in, fan_out, init, vb.pp("backbone").pp(i))?);
+        }
+        let modulators = (1..layers)
+            .map(|l| Modulator::new(net.modulator, d, h, net.w0, vb.pp("modulator").pp(l)))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let level_grids = (0..layers)
+            .map(|l| Tensor::from_vec(grid.level_grid(l), (grid.level_points(l), d), vb.device()))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let plans = (0..layers - 1)
+            .map(|i| UpsamplePlan::new(&grid, i, vb.device()))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Self {
+            plans,
+            grid,
+            signal_shape: ctx.signal_shape.clone(),
+            w0: net.w0,
+            hidden: h,
+            backbone,
+            modulators,
+            level_grids,
+        })
+    }
+
+    /// Activation-sharing forward over the whole (padded) grid, raster order.
+    pub fn forward_full_grid(&self) -> candle_core::Result<Tensor> {
+        // Pre-activation of layer 0 on the level-0 grid.
+        let mut z = self.backbone[0].forward(&self.level_grids[0])?;
+        for (i, plan) in self.plans.iter().enumerate() {
+            let m = self.modulators[i].forward(&self.level_grids[i + 1])?;
+            let s = plan.upsample_add(&z, &m, self.hidden)?;
+            z = self.backbone[i + 1].forward(&sine(&s, self.w0)?)?;
+        }
+        Ok(z)
+    }
+
+    /// Per-sample forward: decompose every index and run the layers sample by sample.
+    pub fn forward_per_sample(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
+        let d = self.grid.dims();
+        let n = idx.len() / d;
+        let dev = self.level_grids[0].device();
+        let levels = self.grid.decompose(idx);
+        let mut z = self.backbone[0].forward(&Tensor::from_vec(levels[0].clone(), (n, d), dev)?)?;
+        for (i, u) in levels.into_iter().enumerate().skip(1) {
+            let m = self.modulators[i - 1].forward(&Tensor::from_vec(u, (n, d), dev)?)?;
+            z = self.backbone[i].forward(&sine(&(z + m)?, self.w0)?)?;
+        }
+        Ok(z)
+    }
+}
+
+/// Nearest-upsampling of the level-`i` pre-activation by the level-`i+1` bases plus the tiled
+/// level-`i+1` modulation, as one operation.
+enum UpsamplePlan {
+    /// `[C_0, 1, C_1, 1, ..., h] + [1, B_0, 1, B_1, ..., h]` (trivial axes merged away) is exactly
+    /// the upsampled sum in raster order (cell `k` -> `k*B + digit`), materialised once.
+    Broadcast {
+        coarse: Vec<usize>,
+        modulation: Vec<usize>,
+        points: usize,
+    },
+    /// When the broadcast would exceed candle's rank limit (many axes): gather both operands with
+    /// precomputed indices.
+    Gather {
+        parent: Tensor,
+        digit: Tensor,
+    },
+}
+
+/// Candle's largest tensor rank.
+const MAX_RANK: usize = 8;
+
+impl UpsamplePlan {
+    fn new(grid: &MultiResGrid, i: usize, dev: &candle_core::Device) -> candle_core::Result<Self> {
+        let d = grid.dims();
+        let cur: Vec<usize> = (0..d).map(|a| grid.cumulative(a, i)).collect();
+        let next: Vec<usize> = (0..d).map(|a| grid.base(a, i + 1)).collect();
+        let points = grid.resolution(i + 1);
+        // Pairs of (coarse size, modulation size) per output dim, then the usual broadcast
+        // simplification: drop size-1 dims, merge neighbours that broadcast the same way.
+        let mut dims: Vec<(usize, usize)> = Vec::new();
+        for a in 0..d {
+            for pair in [(cur[a], 1), (1, next[a])] {
+                if pair.0 * pair.1 == 1 {
+                    continue;
+                }
+                match dims.last_mut() {
+                    Some(last) if (last.0 == 1) == (pair.0 == 1) && (last.1 == 1) == (pair.1 == 1) => {
+                        last.0 *= pair.0;
+                        last.1 *= pair.1;
+                    }
+                    _ => dims.push(pair),
+                }
+            }
+        }
+        if dims.len() < MAX_RANK {
+            let coarse = dims.iter().map(|p| p.0).collect();
+            let modulation = dims.iter().map(|p| p.1).collect();
+            return Ok(UpsamplePlan::Broadcast {
+                coarse,
+                modulation,
+                points,
+            });
+        }
+        let mut parent = Vec::with_capacity(points);
+        let mut digit = Vec::with_capacity(points);
+        for p in 0..points {
+            let (mut rem, mut pi, mut di) = (p, 0usize, 0usize);
+            let mut pstride = 1usize;
+            let mut dstride = 1usize;
+            for a in (0..d).rev() {
+                let fine = cur[a] * next[a];
+                let x = rem % fine;
+                rem /= fine;
+                pi += (x / next[a]) * pstride;
+                di += (x % next[a]) * dstride;
+                pstride *= cur[a];
+                dstride *= next[a];
+            }
+            parent.push(pi as u32);
+            digit.push(di as u32);
+        }
+        Ok(UpsamplePlan::Gather {
+            parent: Tensor::from_vec(parent, points, dev)?,
+            digit: Tensor::from_vec(digit, points, dev)?,
+        })
+    }
+
+    fn upsample_add(&self, z: &Tensor, m: &Tensor, h: usize) -> candle_core::Result<Tensor> {
+        match self {
+            UpsamplePlan::Broadcast {
+                coarse,
+                modulation,
+                points,
+            } => {
+                let mut zs = coarse.clone();
+                let mut ms = modulation.clone();
+                zs.push(h);
+                ms.push(h);
+                z.reshape(zs)?
+                    .broadcast_add(&m.reshape(ms)?)?
+                    .reshape((*points, h))
+            }
+            UpsamplePlan::Gather { parent, digit } => {
+                z.index_select(parent, 0)? + m.index_select(digit, 0)?
+            }
+        }
+    }
+}
+
+impl Model for Asmr {
+    fn forward_grid(&self) -> candle_core::Result<Tensor> {
+        crop_to(
+            &self.forward_full_grid()?,
+            self.grid.shape(),
+            &self.signal_shape,
+        )
+    }
+
+    fn forward_points(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
+        self.forward_per_sample(idx)
+    }
+
+    fn grid(&self) -> Option<&MultiResGrid> {
+        Some(&self.grid)
+    }
+}
+
+/// SPEC §4: backbone layer `i` runs at `prod_a C_{a,i}` points, modulator `l` at `prod_a B_{a,l}`,
+/// the modulation add at every hidden resolution; totals are divided by the signal's sample count.
+pub fn profile(ctx: &ModelContext) -> Result<Profile> {
+    let grid = ctx.resolve_grid()?;
+    let (d, h, c, layers) = (grid.dims(), ctx.net.hidden, ctx.channels, ctx.net.layers);
+    let n = ctx.num_samples() as f64;
+    let mut backbone = 0f64;
+    let mut params = 0usize;
+    for i in 0..layers {
+        let m = if i == 0 {
+            d * h + h
+        } else if i + 1 == layers {
+            h * c + c
+        } else {
+            h * h + h
+        };
+        params += m;
+        backbone += m as f64 * grid.resolution(i) as f64;
+    }
+    let per_mod = ctx.net.modulator.params(d, h);
+    let modulators: f64 = (1..layers)
+        .map(|l| per_mod as f64 * grid.level_points(l) as f64)
+        .sum();
+    params += per_mod * (layers - 1);
+    let adds: f64 = (0..layers.saturating_sub(1))
+        .map(|i| (h * grid.resolution(i)) as f64)
+        .sum();
+    Ok(Profile::new(
+        params,
+        vec![
+            ("backbone", backbone / n),
+            ("modulators", modulators / n),
+            ("adds", adds / n),
+        ],
+    ))
+}
+
+fn build(ctx: &ModelContext, vb: VarBuilder) -> Result<Box<dyn Model>> {
+    Ok(Box::new(Asmr::new(ctx, vb)?))
+}
+
+inventory::submit! {
+    ModelEntry {
+        name: "asmr",
+        description: "Activation-Sharing Multi-Resolution SIREN (linear or nonlinear modulators)",
+        uses_grid: true,
+        build,
+        profile,
+    }
+}
+

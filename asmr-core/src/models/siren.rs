@@ -1,0 +1,96 @@
+//! SIREN baseline (SPEC §6): the ASMR backbone without modulation, fed coordinates normalised to
+//! `[-r, r]` per axis (`r = net.coord_range`, 1 by default; the audio preset uses 5).
+
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+
+use super::{all_indices, Model, ModelContext, ModelEntry};
+use crate::error::Result;
+use crate::layers::{mlp_macs, SineMlp};
+use crate::profile::Profile;
+
+pub struct Siren {
+    mlp: SineMlp,
+    shape: Vec<usize>,
+    range: f32,
+    device: candle_core::Device,
+}
+
+impl Siren {
+    pub fn new(ctx: &ModelContext, vb: VarBuilder) -> Result<Self> {
+        let net = &ctx.net;
+        let mlp = SineMlp::new(
+            ctx.dims(),
+            net.hidden,
+            ctx.channels,
+            net.layers,
+            net.w0,
+            vb.pp("backbone"),
+        )?;
+        Ok(Self {
+            mlp,
+            shape: ctx.signal_shape.clone(),
+            range: net.coord_range as f32,
+            device: vb.device().clone(),
+        })
+    }
+
+    /// `linspace(-r, r, N_a)[x]` per axis.
+    fn normalise(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
+        let d = self.shape.len();
+        let scale: Vec<f32> = self
+            .shape
+            .iter()
+            .map(|&n| if n > 1 { 2.0 / (n - 1) as f32 } else { 0.0 })
+            .collect();
+        let x: Vec<f32> = idx
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let a = i % d;
+                if scale[a] == 0.0 {
+                    0.0
+                } else {
+                    (v as f32 * scale[a] - 1.0) * self.range
+                }
+            })
+            .collect();
+        Tensor::from_vec(x, (idx.len() / d, d), &self.device)
+    }
+}
+
+impl Model for Siren {
+    fn forward_grid(&self) -> candle_core::Result<Tensor> {
+        self.forward_points(&all_indices(&self.shape))
+    }
+
+    fn forward_points(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
+        self.mlp.forward(&self.normalise(idx)?)
+    }
+}
+
+fn sizes(ctx: &ModelContext) -> Vec<usize> {
+    let mut s = vec![ctx.dims()];
+    s.extend(std::iter::repeat_n(ctx.net.hidden, ctx.net.layers - 1));
+    s.push(ctx.channels);
+    s
+}
+
+pub fn profile(ctx: &ModelContext) -> Result<Profile> {
+    let m = mlp_macs(&sizes(ctx));
+    Ok(Profile::new(m, vec![("backbone", m as f64)]))
+}
+
+fn build(ctx: &ModelContext, vb: VarBuilder) -> Result<Box<dyn Model>> {
+    Ok(Box::new(Siren::new(ctx, vb)?))
+}
+
+inventory::submit! {
+    ModelEntry {
+        name: "siren",
+        description: "SIREN baseline: sine MLP on coordinates normalised to [-1, 1]",
+        uses_grid: false,
+        build,
+        profile,
+    }
+}

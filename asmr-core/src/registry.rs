@@ -1,0 +1,85 @@
+//! Plugin registry. A modality crate registers a [`Modality`] and its [`Preset`]s with
+//! `inventory::submit!`; the CLI finds them by name. (A binary must name each plugin crate, e.g.
+//! `use modality_image as _;`, or the linker drops its registrations.)
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::signal::{Signal, SignalInfo};
+
+/// Modality-specific loader options (`key=value`), empty by default.
+pub type LoadOptions = BTreeMap<String, String>;
+
+pub struct Modality {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Preset used when none is given.
+    pub default_preset: &'static str,
+    /// Preset used with the built-in example signal.
+    pub example_preset: &'static str,
+    /// File name of the reconstruction in a run folder.
+    pub output_file: &'static str,
+    pub load: fn(&Path, &LoadOptions) -> Result<Signal>,
+    /// A signal made in code, fitted when no input is given.
+    pub example: fn() -> Signal,
+    /// Metrics of a prediction (same layout as the target's data, training range).
+    pub metrics: fn(&Signal, &[f32]) -> Result<Metrics>,
+    /// Write a prediction (training range) as a file people can open.
+    pub write: fn(&SignalInfo, &[f32], &Path) -> Result<()>,
+}
+
+inventory::collect!(Modality);
+
+/// A named configuration overlay (YAML over `defaults.yaml`).
+pub struct Preset {
+    pub name: &'static str,
+    pub modality: &'static str,
+    pub description: &'static str,
+    pub yaml: &'static str,
+}
+
+inventory::collect!(Preset);
+
+pub fn modalities() -> Vec<&'static Modality> {
+    let mut v: Vec<_> = inventory::iter::<Modality>.into_iter().collect();
+    v.sort_by_key(|m| m.name);
+    v
+}
+
+pub fn find_modality(name: &str) -> Result<&'static Modality> {
+    modalities()
+        .into_iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| Error::Unknown {
+            kind: "modality",
+            name: name.into(),
+            known: modalities()
+                .iter()
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+pub fn presets() -> Vec<&'static Preset> {
+    let mut v: Vec<_> = inventory::iter::<Preset>.into_iter().collect();
+    v.sort_by_key(|p| (p.modality, p.name));
+    v
+}
+
+pub fn find_preset(name: &str) -> Result<&'static Preset> {
+    presets()
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| Error::Unknown {
+            kind: "preset",
+            name: name.into(),
+            known: presets()
+                .iter()
+                .map(|p| p.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}

@@ -1,0 +1,280 @@
+//! A fit from start to finish, shared by every modality: load, build, train, then write the run
+//! folder (`model.safetensors`, `state.safetensors`, `config.yaml`, `log.csv`, `metrics.json`,
+//! `psnr.png` and the reconstruction). Everything that can be checked is checked before the folder
+//! is created, and every file is written atomically.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use serde_json::{json, Map, Value};
+
+use crate::checkpoint;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::models::{BuiltModel, ModelContext};
+use crate::output::write_bytes_atomic;
+use crate::params::ParamStore;
+use crate::plot::psnr_curve;
+use crate::registry::{LoadOptions, Modality};
+use crate::signal::{Signal, SignalInfo};
+use crate::trainer::{StepRecord, Trainer};
+
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const STATE_FILE: &str = "state.safetensors";
+pub const LOG_FILE: &str = "log.csv";
+pub const METRICS_FILE: &str = "metrics.json";
+pub const CONFIG_FILE: &str = "config.yaml";
+pub const PLOT_FILE: &str = "psnr.png";
+
+/// The signal a fit works on: the file given, or the modality's built-in example.
+pub fn load_signal(
+    modality: &Modality,
+    input: Option<&Path>,
+    options: &LoadOptions,
+) -> Result<Signal> {
+    match input {
+        None => Ok((modality.example)()),
+        Some(p) => {
+            if !p.exists() {
+                return Err(Error::input(p, "no such file"));
+            }
+            if p.is_dir() {
+                return Err(Error::input(p, "is a directory, not a file"));
+            }
+            (modality.load)(p, options)
+        }
+    }
+}
+
+pub struct FitRequest<'a> {
+    pub modality: &'static Modality,
+    pub signal: Signal,
+    pub config: Config,
+    pub out_dir: PathBuf,
+    pub device: Device,
+    /// A `state.safetensors` to continue from.
+    pub resume: Option<&'a Path>,
+    pub quiet: bool,
+}
+
+pub struct FitReport {
+    pub out_dir: PathBuf,
+    pub metrics: Map<String, Value>,
+}
+
+/// Build the model a config describes for a signal (the seed draws new parameters).
+pub fn build_model(config: &Config, info: &SignalInfo, device: &Device) -> Result<BuiltModel> {
+    let ctx = ModelContext::new(config.net.clone(), &info.shape, info.channels);
+    BuiltModel::new(
+        &config.model,
+        ctx,
+        ParamStore::seeded(config.train.seed),
+        device,
+    )
+}
+
+pub fn fit(req: FitRequest) -> Result<FitReport> {
+    let FitRequest {
+        modality,
+        signal,
+        config,
+        out_dir,
+        device,
+        resume,
+        quiet,
+    } = req;
+    let built = build_model(&config, &signal.info, &device)?;
+    let mut trainer = Trainer::new(&built, &signal, &config.train)?;
+    if let Some(path) = resume {
+        let ckpt = checkpoint::load(path, &device)?;
+        check_resumable(&ckpt.meta, &config, &signal, path)?;
+        trainer.resume(&ckpt, path)?;
+    }
+    let profile = built.profile()?;
+
+    fs::create_dir_all(&out_dir).map_err(|e| Error::io(&out_dir, e))?;
+    write_bytes_atomic(&out_dir.join(CONFIG_FILE), config.to_yaml().as_bytes())?;
+    let mut log = LogWriter::open(&out_dir.join(LOG_FILE), trainer.step)?;
+
+    let state_path = out_dir.join(STATE_FILE);
+    let every = config.train.checkpoint_every;
+    trainer.run(quiet, &mut |t: &Trainer, rec: &StepRecord| {
+        log.push(rec)?;
+        if every > 0 && t.step % every == 0 && !t.is_done() {
+            log.flush()?;
+            t.save_state(&state_path, &config, &signal)?;
+        }
+        Ok(())
+    })?;
+    log.flush()?;
+    trainer.save_state(&state_path, &config, &signal)?;
+
+    // The reconstruction comes from the best step's weights, rendered the way `render` does it.
+    built.params.restore(&trainer.best_params)?;
+    let prediction = predict(&built)?;
+    let quality = (modality.metrics)(&signal, &prediction)?;
+    let recon = out_dir.join(modality.output_file);
+    (modality.write)(&signal.info, &prediction, &recon)?;
+    trainer.save_best(&out_dir.join(MODEL_FILE), &config, &signal)?;
+
+    let curve = log.points();
+    let title = format!("{} {} on {}", modality.name, config.model, signal.info.source);
+    psnr_curve(&curve, &title, &out_dir.join(PLOT_FILE))?;
+
+    let wall = trainer.elapsed();
+    let samples = signal.info.num_samples();
+    let mut m = Map::new();
+    for (k, v) in &quality {
+        m.insert(k.clone(), json!(v));
+    }
+    m.insert("best_step".into(), json!(trainer.best_step));
+    m.insert("best_train_psnr".into(), json!(trainer.best_psnr));
+    m.insert("steps".into(), json!(trainer.step));
+    m.insert("params".into(), json!(profile.params));
+    m.insert("macs_per_sample".into(), json!(profile.macs_per_sample));
+    m.insert(
+        "macs_breakdown".into(),
+        Value::Object(
+            profile
+                .breakdown
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect(),
+        ),
+    );
+    m.insert("model_bytes".into(), json!(profile.model_bytes()));
+    m.insert(
+        "bits_per_sample".into(),
+        json!(profile.bits_per_sample(samples)),
+    );
+    m.insert("wall_seconds".into(), json!(wall));
+    m.insert(
+        "steps_per_second".into(),
+        json!(trainer.step as f64 / wall.max(1e-9)),
+    );
+    m.insert("reconstruction".into(), json!(modality.output_file));
+    m.insert("modality".into(), json!(modality.name));
+    m.insert("model".into(), json!(config.model));
+    m.insert("source".into(), json!(signal.info.source));
+    m.insert("shape".into(), json!(signal.info.shape));
+    m.insert("channels".into(), json!(signal.info.channels));
+    m.insert("samples".into(), json!(samples));
+    if let Some(g) = built.model.grid() {
+        m.insert("bases".into(), json!(g.bases()));
+        m.insert("grid_shape".into(), json!(g.shape()));
+    }
+    m.insert("seed".into(), json!(config.train.seed));
+    m.insert("device".into(), json!(format!("{device:?}")));
+    let text = serde_json::to_string_pretty(&Value::Object(m.clone()))
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    write_bytes_atomic(&out_dir.join(METRICS_FILE), text.as_bytes())?;
+    Ok(FitReport {
+        out_dir,
+        metrics: m,
+    })
+}
+
+/// The model's whole signal as a flat `[N * c]` buffer in the training range.
+pub fn predict(built: &BuiltModel) -> Result<Vec<f32>> {
+    Ok(built
+        .model
+        .forward_grid()?
+        .detach()
+        .flatten_all()?
+        .to_vec1::<f32>()?)
+}
+
+/// Render a checkpoint: rebuild the model from the file alone and write its signal to `out`.
+pub fn render(ckpt_path: &Path, out: &Path, device: &Device) -> Result<SignalInfo> {
+    let ckpt = checkpoint::load(ckpt_path, device)?;
+    let prefix = match ckpt.meta.kind {
+        checkpoint::CheckpointKind::Model => "",
+        checkpoint::CheckpointKind::TrainState => "best/",
+    };
+    let built = ckpt.build_model(prefix, device, ckpt_path)?;
+    let modality = crate::registry::find_modality(&ckpt.meta.signal.modality)?;
+    let prediction = predict(&built)?;
+    (modality.write)(&ckpt.meta.signal, &prediction, out)?;
+    Ok(ckpt.meta.signal)
+}
+
+fn check_resumable(
+    meta: &checkpoint::CheckpointMeta,
+    config: &Config,
+    signal: &Signal,
+    path: &Path,
+) -> Result<()> {
+    let bad = |message: String| Error::Checkpoint {
+        path: path.into(),
+        message,
+    };
+    if meta.config.model != config.model || meta.config.net != config.net {
+        return Err(bad(format!(
+            "was trained with model `{}` and a different net config; resume with the same one",
+            meta.config.model
+        )));
+    }
+    if meta.signal.shape != signal.info.shape || meta.signal.channels != signal.info.channels {
+        return Err(bad(format!(
+            "was trained on shape {:?} x {}, this signal is {:?} x {}",
+            meta.signal.shape, meta.signal.channels, signal.info.shape, signal.info.channels
+        )));
+    }
+    Ok(())
+}
+
+/// `log.csv`, streamed as training goes (a resumed run keeps the rows before its start).
+struct LogWriter {
+    path: PathBuf,
+    file: std::io::BufWriter<fs::File>,
+    points: Vec<(usize, f64)>,
+}
+
+impl LogWriter {
+    fn open(path: &Path, resume_step: usize) -> Result<Self> {
+        let mut kept = vec![StepRecord::CSV_HEADER.to_string()];
+        let mut points = Vec::new();
+        if resume_step > 0 {
+            if let Ok(text) = fs::read_to_string(path) {
+                for line in text.lines().skip(1) {
+                    let mut cols = line.split(',');
+                    let step = cols.next().and_then(|s| s.parse::<usize>().ok());
+                    let psnr = cols.nth(1).and_then(|s| s.parse::<f64>().ok());
+                    if let (Some(s), Some(p)) = (step, psnr) {
+                        if s <= resume_step {
+                            kept.push(line.to_string());
+                            points.push((s, p));
+                        }
+                    }
+                }
+            }
+        }
+        let mut text = kept.join("\n");
+        text.push('\n');
+        write_bytes_atomic(path, text.as_bytes())?;
+        let file = fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(Self {
+            path: path.into(),
+            file: std::io::BufWriter::new(file),
+            points,
+        })
+    }
+
+    fn push(&mut self, rec: &StepRecord) -> Result<()> {
+        self.points.push((rec.step, rec.psnr));
+        writeln!(self.file, "{}", rec.csv()).map_err(|e| Error::io(&self.path, e))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.file.flush().map_err(|e| Error::io(&self.path, e))
+    }
+
+    fn points(&self) -> Vec<(usize, f64)> {
+        self.points.clone()
+    }
+}

@@ -1,0 +1,57 @@
+//! Shared helpers for asmr-core's integration tests.
+#![allow(dead_code)]
+
+use asmr_core::config::{Bases, ConfigBuilder, NetConfig};
+use asmr_core::candle_core::Device;
+use asmr_core::{Signal, SignalInfo};
+
+/// Every device this build can run on: the CPU, and the first CUDA GPU when the binary has CUDA and
+/// one is present. Tests loop their bodies over these, as candle's `test_device!` does.
+pub fn devices() -> Vec<Device> {
+    let mut v = vec![Device::Cpu];
+    if let Ok(d) = Device::new_cuda(0) {
+        v.push(d);
+    }
+    v
+}
+
+pub fn net(layers: usize, hidden: usize, bases: Vec<Vec<usize>>) -> NetConfig {
+    let mut n = ConfigBuilder::new().build().unwrap().net;
+    n.layers = layers;
+    n.hidden = hidden;
+    n.bases = Bases::PerAxis(bases);
+    n
+}
+
+/// A smooth test signal with some detail: sums of sinusoids per channel, in [0, 1].
+pub fn test_signal(shape: &[usize], channels: usize) -> Signal {
+    let n: usize = shape.iter().product();
+    let d = shape.len();
+    let mut data = Vec::with_capacity(n * channels);
+    for p in 0..n {
+        let mut rem = p;
+        let mut x = vec![0f32; d];
+        for a in (0..d).rev() {
+            x[a] = (rem % shape[a]) as f32 / shape[a] as f32;
+            rem /= shape[a];
+        }
+        for c in 0..channels {
+            let mut v = 0.5;
+            for (a, xa) in x.iter().enumerate() {
+                v += 0.2 * ((a + c + 1) as f32 * 3.1 * xa + c as f32).sin() / d as f32;
+            }
+            data.push(v.clamp(0.0, 1.0));
+        }
+    }
+    Signal::new(
+        SignalInfo {
+            modality: "test".into(),
+            shape: shape.to_vec(),
+            channels,
+            source: "generated".into(),
+            extra: Default::default(),
+        },
+        data,
+    )
+    .unwrap()
+}

@@ -1,0 +1,172 @@
+//! The per-sample forward and the activation-sharing forward of ASMR agree on the full grid, in
+//! value and in the gradient of every parameter (SPEC §3.1).
+
+mod common;
+
+use asmr_core::candle_core::{DType, Device, Tensor};
+use asmr_core::models::{all_indices, asmr::Asmr, BuiltModel, ModelContext};
+use asmr_core::modulator::ModulatorKind;
+use asmr_core::params::ParamStore;
+use common::{devices, net};
+
+fn build(
+    shape: &[usize],
+    channels: usize,
+    bases: Vec<Vec<usize>>,
+    modulator: ModulatorKind,
+    dev: &Device,
+) -> BuiltModel {
+    let mut n = net(bases[0].len(), 32, bases);
+    n.modulator = modulator;
+    let ctx = ModelContext::new(n, shape, channels);
+    BuiltModel::new("asmr", ctx, ParamStore::seeded(3), dev).unwrap()
+}
+
+fn check_agreement(shape: &[usize], channels: usize, bases: Vec<Vec<usize>>) {
+    for dev in devices() {
+        for kind in [ModulatorKind::Linear, ModulatorKind::Nonlinear] {
+            let built = build(shape, channels, bases.clone(), kind, &dev);
+            let idx = all_indices(shape);
+            let shared = built.model.forward_grid().unwrap();
+            let per_sample = built.model.forward_points(&idx).unwrap();
+            assert_eq!(shared.dims(), per_sample.dims());
+            let n: usize = shape.iter().product();
+            assert_eq!(shared.dims(), &[n, channels]);
+            let diff = (&shared - &per_sample)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff <= 1e-4, "{shape:?} {kind:?}: outputs differ by {diff}");
+            // The outputs are not trivially zero.
+            let spread = shared.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(spread > 1e-3, "degenerate output");
+
+            // Gradients of a weighted sum agree for every parameter.
+            let w = Tensor::rand(-1f32, 1f32, (n, channels), &dev).unwrap();
+            let g1 = (&shared * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (&per_sample * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let vars = built.params.vars();
+            assert!(!vars.is_empty());
+            for (name, var) in vars {
+                let a = g1.get(&var).unwrap_or_else(|| panic!("no grad for {name}"));
+                let b = g2.get(&var).unwrap();
+                let scale = b
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    .max(1.0);
+                let d = (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    d / scale <= 1e-4,
+                    "{shape:?} {kind:?}: gradient of {name} differs by {d} (scale {scale})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn one_axis() {
+    check_agreement(&[24], 1, vec![vec![2, 3, 4]]);
+}
+
+#[test]
+fn two_axes_unequal_bases_with_ones() {
+    check_agreement(&[12, 10], 3, vec![vec![3, 1, 4], vec![2, 5, 1]]);
+}
+
+#[test]
+fn three_axes() {
+    check_agreement(&[6, 4, 8], 2, vec![vec![1, 3, 2], vec![2, 2, 1], vec![2, 2, 2]]);
+}
+
+#[test]
+fn four_axes() {
+    check_agreement(&[4, 3, 2, 6], 1, vec![vec![2, 2], vec![3, 1], vec![1, 2], vec![2, 3]]);
+}
+
+#[test]
+fn four_axes_all_split_use_the_gather_path() {
+    // Every axis split at every level: the broadcast form would need rank 9 > candle's 8.
+    check_agreement(&[4, 4, 4, 6], 1, vec![vec![2, 2], vec![2, 2], vec![2, 2], vec![3, 2]]);
+}
+
+#[test]
+fn single_level_is_a_plain_layer() {
+    check_agreement(&[5, 7], 1, vec![vec![5], vec![7]]);
+}
+
+#[test]
+fn padded_grid_is_cropped() {
+    // 11 is prime: automatic bases pad it, and the output still has the signal's shape.
+    for dev in devices() {
+        let mut n = net(3, 16, vec![]);
+        n.bases = asmr_core::Bases::Auto;
+        let ctx = ModelContext::new(n, &[11, 6], 1);
+        let built = BuiltModel::new("asmr", ctx, ParamStore::seeded(1), &dev).unwrap();
+        let g = built.model.grid().unwrap().clone();
+        assert!(g.shape()[0] > 11);
+        let full = built.model.forward_grid().unwrap();
+        assert_eq!(full.dims(), &[66, 1]);
+        let per = built.model.forward_points(&all_indices(&[11, 6])).unwrap();
+        let d = (&full - &per)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d <= 1e-4);
+    }
+}
+
+#[test]
+fn init_follows_siren_ranges() {
+    let dev = Device::Cpu;
+    let built = build(&[64, 64], 3, vec![vec![4, 16], vec![8, 8]], ModulatorKind::Linear, &dev);
+    let asmr_params = built.params.vars();
+    let get = |name: &str| {
+        asmr_params
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .1
+            .as_tensor()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    };
+    let max_abs = |v: &[f32]| v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    // First layer: 1/fan_in = 1/2; its bias too.
+    assert!(max_abs(&get("backbone.0.weight")) <= 0.5);
+    assert!(max_abs(&get("backbone.0.weight")) > 0.4);
+    assert!(max_abs(&get("backbone.0.bias")) <= 0.5);
+    // Output layer: sqrt(6/32)/30.
+    let r = (6.0f32 / 32.0).sqrt() / 30.0;
+    assert!(max_abs(&get("backbone.1.weight")) <= r);
+    assert!(max_abs(&get("backbone.1.weight")) > 0.8 * r);
+    // Linear modulator: 1/sqrt(d), no bias.
+    let v = get("modulator.1.weight");
+    assert_eq!(v.len(), 32 * 2);
+    assert!(max_abs(&v) <= 1.0 / 2f32.sqrt());
+    assert!(!asmr_params.iter().any(|(n, _)| n == "modulator.1.bias"));
+    let _ = Asmr::new; // the model type is public for direct use
+}
