@@ -1,1 +1,392 @@
-fn main(){}
+//! `asmr-cli`: fit coordinate networks to signals, render checkpoints, profile models.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use asmr_core::candle_core::Device;
+use asmr_core::config::ConfigBuilder;
+use asmr_core::models::{find_model, models, ModelContext};
+use asmr_core::registry::{find_modality, find_preset, modalities, presets};
+use asmr_core::{checkpoint, run, Bases, Config};
+use clap::{Args, Parser, Subcommand};
+
+// Plugin crates register through `inventory`; naming them keeps the linker from dropping them.
+use modality_image as _;
+
+#[derive(Parser)]
+#[command(
+    name = "asmr-cli",
+    version,
+    about = "Fit ASMR coordinate networks (and baselines) to images and other signals"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fit a model to a signal and write a run folder.
+    Fit(FitArgs),
+    /// Render the signal a checkpoint holds (activation-sharing forward) to a file.
+    Render {
+        checkpoint: PathBuf,
+        /// Output file (e.g. out.png).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// MACs per sample and parameters of a model on a signal shape (SPEC §4).
+    Profile(ProfileArgs),
+    /// Registered modalities, models and presets.
+    List,
+    /// What a checkpoint holds.
+    Info { checkpoint: PathBuf },
+}
+
+#[derive(Args)]
+struct FitArgs {
+    /// Modality name (see `list`).
+    modality: String,
+    /// Input file; without it the modality's built-in example is fitted.
+    input: Option<PathBuf>,
+    /// Model name (asmr, siren, ...); overrides the preset's `model`.
+    #[arg(long)]
+    model: Option<String>,
+    /// Named preset (see `list`); default: the modality's own.
+    #[arg(long)]
+    preset: Option<String>,
+    /// YAML file layered over the preset.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override one key, e.g. --set net.hidden=128 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Shorthand for --set train.iterations=N.
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// Shorthand for --set train.seed=S.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Run folder (default runs/<modality>-<model>-<time>/; the checkpoint's folder when resuming).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from a run's state.safetensors (its config is kept; --iterations may extend it).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct ProfileArgs {
+    #[arg(long, default_value = "asmr")]
+    model: String,
+    /// Signal shape, e.g. 512,512.
+    #[arg(long, value_delimiter = ',', required = true)]
+    shape: Vec<usize>,
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    #[arg(long, default_value_t = 256)]
+    hidden: usize,
+    /// Bases, e.g. 4,4,4,8: once for every axis, or once per axis in axis order. Default: automatic.
+    #[arg(long)]
+    bases: Vec<String>,
+    /// linear or nonlinear.
+    #[arg(long, default_value = "linear")]
+    modulator: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Fit(args) => fit(args),
+        Command::Render {
+            checkpoint,
+            out,
+            device,
+        } => {
+            let device = parse_device(&device)?;
+            let info = run::render(&checkpoint, &out, &device)?;
+            eprintln!(
+                "rendered {} {:?} x {} to {}",
+                info.modality,
+                info.shape,
+                info.channels,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Profile(args) => profile(args),
+        Command::List => {
+            list();
+            Ok(())
+        }
+        Command::Info { checkpoint } => info(&checkpoint),
+    }
+}
+
+fn parse_device(s: &str) -> Result<Device> {
+    let cuda = |i: usize| {
+        Device::new_cuda(i).with_context(|| {
+            format!("cannot use cuda:{i} (this binary needs the `cuda` feature and an NVIDIA GPU)")
+        })
+    };
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => cuda(0),
+        "auto" => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => cuda(i),
+            _ => bail!("unknown device `{other}` (cpu, cuda, cuda:N or auto)"),
+        },
+    }
+}
+
+fn fit(args: FitArgs) -> Result<()> {
+    let modality = find_modality(&args.modality)?;
+    let device = parse_device(&args.device)?;
+    let signal = run::load_signal(modality, args.input.as_deref(), &Default::default())?;
+    for note in &signal.notes {
+        eprintln!("warning: {note}");
+    }
+
+    let mut builder = ConfigBuilder::new();
+    if let Some(path) = &args.resume {
+        if args.preset.is_some() {
+            bail!("--preset cannot be combined with --resume: the checkpoint's config is used");
+        }
+        let ckpt = checkpoint::load(path, &Device::Cpu)?;
+        builder.merge_yaml(&ckpt.meta.config.to_yaml(), &path.display().to_string())?;
+    } else {
+        let preset_name = match (&args.preset, &args.input) {
+            (Some(p), _) => p.as_str(),
+            (None, Some(_)) => modality.default_preset,
+            (None, None) => modality.example_preset,
+        };
+        let preset = find_preset(preset_name)?;
+        if preset.modality != modality.name {
+            bail!(
+                "preset `{}` is for {} signals, not {}",
+                preset.name,
+                preset.modality,
+                modality.name
+            );
+        }
+        builder.merge_yaml(preset.yaml, &format!("preset {}", preset.name))?;
+    }
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        builder.merge_yaml(&text, &path.display().to_string())?;
+    }
+    for pair in &args.set {
+        builder.set_pair(pair)?;
+    }
+    if let Some(m) = &args.model {
+        builder.set("model", m)?;
+    }
+    if let Some(n) = args.iterations {
+        builder.set("train.iterations", &n.to_string())?;
+    }
+    if let Some(s) = args.seed {
+        builder.set("train.seed", &s.to_string())?;
+    }
+    let config = builder.build()?;
+    find_model(&config.model)?;
+
+    let out_dir = match (&args.out, &args.resume) {
+        (Some(o), _) => o.clone(),
+        (None, Some(r)) => r
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        (None, None) => fresh_run_dir(modality.name, &config.model),
+    };
+    let report = run::fit(run::FitRequest {
+        modality,
+        signal,
+        config,
+        out_dir,
+        device,
+        resume: args.resume.as_deref(),
+        quiet: args.quiet,
+    })?;
+    summarise(&report);
+    Ok(())
+}
+
+fn fresh_run_dir(modality: &str, model: &str) -> PathBuf {
+    let base = PathBuf::from("runs").join(format!(
+        "{modality}-{model}-{}",
+        asmr_core::output::timestamp()
+    ));
+    let mut dir = base.clone();
+    let mut k = 1;
+    while dir.exists() {
+        k += 1;
+        dir = PathBuf::from(format!("{}-{k}", base.display()));
+    }
+    dir
+}
+
+fn summarise(report: &run::FitReport) {
+    let m = &report.metrics;
+    let num = |k: &str| m.get(k).and_then(|v| v.as_f64());
+    let mut line = format!(
+        "{} on {}: PSNR {:.2} dB",
+        m["model"].as_str().unwrap_or("?"),
+        m["source"].as_str().unwrap_or("?"),
+        num("psnr").unwrap_or(f64::NAN)
+    );
+    if let Some(s) = num("ssim") {
+        line += &format!(", SSIM {s:.4}");
+    }
+    line += &format!(
+        " at step {} of {} ({:.1} s, {:.2} steps/s)",
+        m["best_step"],
+        m["steps"],
+        num("wall_seconds").unwrap_or(0.0),
+        num("steps_per_second").unwrap_or(0.0)
+    );
+    println!("{line}");
+    if let Some(b) = m.get("bases") {
+        println!("bases per axis: {b}");
+    }
+    println!(
+        "params {}, {:.2} MACs/sample, {:.3} bits/sample",
+        m["params"],
+        num("macs_per_sample").unwrap_or(0.0),
+        num("bits_per_sample").unwrap_or(0.0)
+    );
+    println!(
+        "results in {}/ ({}, metrics.json, psnr.png, log.csv, model.safetensors)",
+        report.out_dir.display(),
+        m["reconstruction"].as_str().unwrap_or("")
+    );
+}
+
+fn profile(args: ProfileArgs) -> Result<()> {
+    let mut builder = ConfigBuilder::new();
+    builder.set("model", &args.model)?;
+    builder.set("net.layers", &args.layers.to_string())?;
+    builder.set("net.hidden", &args.hidden.to_string())?;
+    builder.set("net.modulator", &args.modulator)?;
+    let lists = args
+        .bases
+        .iter()
+        .map(|s| {
+            s.split(',')
+                .map(|x| x.trim().parse::<usize>())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .with_context(|| format!("--bases `{s}`: expected numbers like 4,4,4,8"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut config: Config = builder.build()?;
+    config.net.bases = match lists.len() {
+        0 => Bases::Auto,
+        1 => Bases::All(lists[0].clone()),
+        _ => Bases::PerAxis(lists),
+    };
+    let entry = find_model(&config.model)?;
+    let ctx = ModelContext::new(config.net.clone(), &args.shape, args.channels);
+    let p = (entry.profile)(&ctx)?;
+    let grid = if entry.uses_grid {
+        Some(ctx.resolve_grid()?)
+    } else {
+        None
+    };
+    if args.json {
+        let mut v = serde_json::json!({
+            "macs_per_sample": p.macs_per_sample,
+            "params": p.params,
+            "breakdown": p.breakdown.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+        });
+        if let Some(g) = &grid {
+            v["bases"] = serde_json::json!(g.bases());
+            v["grid_shape"] = serde_json::json!(g.shape());
+        }
+        println!("{v}");
+    } else {
+        println!(
+            "model {} on {:?} x {}",
+            config.model, args.shape, args.channels
+        );
+        if let Some(g) = &grid {
+            println!("bases {:?} (grid {:?})", g.bases(), g.shape());
+        }
+        println!("params          {}", p.params);
+        println!("MACs/sample     {:.7}", p.macs_per_sample);
+        for (k, v) in &p.breakdown {
+            println!("  {k:<13} {v:.7}");
+        }
+    }
+    Ok(())
+}
+
+fn list() {
+    println!("modalities:");
+    for m in modalities() {
+        println!(
+            "  {:<10} {} (default preset: {})",
+            m.name, m.description, m.default_preset
+        );
+    }
+    println!("models:");
+    for m in models() {
+        println!("  {:<10} {}", m.name, m.description);
+    }
+    println!("presets:");
+    for p in presets() {
+        println!("  {:<10} [{}] {}", p.name, p.modality, p.description);
+    }
+}
+
+fn info(path: &Path) -> Result<()> {
+    let ckpt = checkpoint::load(path, &Device::Cpu)?;
+    let m = &ckpt.meta;
+    println!("checkpoint      {} ({:?})", path.display(), m.kind);
+    println!(
+        "signal          {} {:?} x {} from {}",
+        m.signal.modality, m.signal.shape, m.signal.channels, m.signal.source
+    );
+    println!("model           {}", m.config.model);
+    if let Some(g) = &m.grid {
+        println!("bases           {:?} (grid {:?})", g.bases(), g.shape());
+    }
+    println!(
+        "step            {} (best {:.2} dB at step {})",
+        m.step, m.best_psnr, m.best_step
+    );
+    println!("training time   {:.1} s", m.elapsed_seconds);
+    let mut ctx = ModelContext::new(m.config.net.clone(), &m.signal.shape, m.signal.channels);
+    ctx.grid = m.grid.clone();
+    if let Ok(entry) = find_model(&m.config.model) {
+        if let Ok(p) = (entry.profile)(&ctx) {
+            println!("params          {}", p.params);
+            println!("MACs/sample     {:.4}", p.macs_per_sample);
+        }
+    }
+    println!("config:\n{}", m.config.to_yaml().trim_end());
+    Ok(())
+}

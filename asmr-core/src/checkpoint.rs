@@ -106,7 +106,10 @@ pub fn load(path: &Path, device: &Device) -> Result<Checkpoint> {
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != StDtype::F32 {
-            return Err(bad(format!("tensor `{name}` is {:?}, expected F32", view.dtype())));
+            return Err(bad(format!(
+                "tensor `{name}` is {:?}, expected F32",
+                view.dtype()
+            )));
         }
         let values: Vec<f32> = view
             .data()

@@ -114,7 +114,11 @@ impl Config {
         pos("model", !self.model.is_empty(), "must name a model")?;
         pos("net.layers", n.layers >= 1, "must be at least 1")?;
         pos("net.hidden", n.hidden >= 1, "must be at least 1")?;
-        pos("net.w0", n.w0.is_finite() && n.w0 > 0.0, "must be a positive number")?;
+        pos(
+            "net.w0",
+            n.w0.is_finite() && n.w0 > 0.0,
+            "must be a positive number",
+        )?;
         pos(
             "net.coord_range",
             n.coord_range.is_finite() && n.coord_range > 0.0,
@@ -139,7 +143,11 @@ impl Config {
             pos("net.bases", !l.contains(&0), "bases must be at least 1")?;
         }
         pos("train.iterations", t.iterations >= 1, "must be at least 1")?;
-        pos("train.lr", t.lr.is_finite() && t.lr > 0.0, "must be a positive number")?;
+        pos(
+            "train.lr",
+            t.lr.is_finite() && t.lr > 0.0,
+            "must be a positive number",
+        )?;
         pos(
             "train.lr_min",
             t.lr_min.is_finite() && t.lr_min >= 0.0 && t.lr_min <= t.lr,

@@ -62,7 +62,9 @@ impl MultiResGrid {
     /// whose size factorises badly is padded at its end (see [`auto_bases`]).
     pub fn auto(size: &[usize], levels: usize) -> Result<Self> {
         if levels == 0 {
-            return Err(Error::Grid("the number of levels must be at least 1".into()));
+            return Err(Error::Grid(
+                "the number of levels must be at least 1".into(),
+            ));
         }
         let mut shape = Vec::with_capacity(size.len());
         let mut bases = Vec::with_capacity(size.len());
@@ -126,7 +128,9 @@ impl MultiResGrid {
 
     /// Points of the full-resolution grid after level `l`, `prod_a C_{a,l}`.
     pub fn resolution(&self, level: usize) -> usize {
-        (0..self.dims()).map(|a| self.cumulative(a, level)).product()
+        (0..self.dims())
+            .map(|a| self.cumulative(a, level))
+            .product()
     }
 
     /// The level-`l` coordinates of every digit combination, raster order, `[prod_a B_{a,l}, d]`.
@@ -304,7 +308,14 @@ mod tests {
 
     #[test]
     fn awkward_sizes_are_padded_a_little() {
-        for (n, levels) in [(451, 4), (300, 4), (997, 3), (113600, 4), (2268, 6), (1511, 6)] {
+        for (n, levels) in [
+            (451, 4),
+            (300, 4),
+            (997, 3),
+            (113600, 4),
+            (2268, 6),
+            (1511, 6),
+        ] {
             let (m, b) = auto_bases(n, levels);
             assert!(m >= n && m <= n + n / 10 + 8, "{n} -> {m}");
             assert_eq!(b.iter().product::<usize>(), m);

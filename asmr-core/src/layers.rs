@@ -76,7 +76,12 @@ pub fn dense(
     Ok(Dense { weight, bias })
 }
 
-pub fn siren_dense(fan_in: usize, fan_out: usize, init: SirenInit, vb: VarBuilder) -> Result<Dense> {
+pub fn siren_dense(
+    fan_in: usize,
+    fan_out: usize,
+    init: SirenInit,
+    vb: VarBuilder,
+) -> Result<Dense> {
     dense(fan_in, fan_out, true, init.bound(fan_in), vb)
 }
 

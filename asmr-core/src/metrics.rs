@@ -74,7 +74,8 @@ pub fn ssim(a: &[f32], b: &[f32], h: usize, w: usize, c: usize) -> Result<f64> {
             for x in 0..=w - win {
                 let mut m = [0f64; 5];
                 for (k, mk) in m.iter_mut().enumerate() {
-                    let s = tables[(y + win) * sw + x + win][k] - tables[y * sw + x + win][k]
+                    let s = tables[(y + win) * sw + x + win][k]
+                        - tables[y * sw + x + win][k]
                         - tables[(y + win) * sw + x][k]
                         + tables[y * sw + x][k];
                     *mk = s / np;

@@ -100,7 +100,9 @@ fn draw(rng: &mut Rng, n: usize, init: &Init) -> candle_core::Result<Vec<f32>> {
     Ok(match *init {
         Init::Const(c) => vec![c as f32; n],
         Init::Uniform { lo, up } => (0..n).map(|_| rng.uniform(lo, up) as f32).collect(),
-        Init::Randn { mean, stdev } => (0..n).map(|_| (mean + stdev * rng.normal()) as f32).collect(),
+        Init::Randn { mean, stdev } => (0..n)
+            .map(|_| (mean + stdev * rng.normal()) as f32)
+            .collect(),
         Init::Kaiming { .. } => candle_core::bail!("Kaiming init must be given as explicit bounds"),
     })
 }
@@ -137,7 +139,12 @@ impl SimpleBackend for ParamStore {
         Ok(t)
     }
 
-    fn get_unchecked(&self, name: &str, dtype: DType, _dev: &Device) -> candle_core::Result<Tensor> {
+    fn get_unchecked(
+        &self,
+        name: &str,
+        dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
         match self.lock().vars.get(name) {
             Some(v) => v.as_tensor().to_dtype(dtype),
             None => candle_core::bail!("no parameter named `{name}`"),

@@ -57,13 +57,12 @@ pub fn psnr_curve(points: &[(usize, f64)], title: &str, path: &Path) -> Result<(
             .draw()
             .map_err(|e| err(e.to_string()))?;
         chart
-            .draw_series(LineSeries::new(finite.iter().copied(), BLUE.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                finite.iter().copied(),
+                BLUE.stroke_width(2),
+            ))
             .map_err(|e| err(e.to_string()))?;
-        if let Some(best) = finite
-            .iter()
-            .copied()
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-        {
+        if let Some(best) = finite.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)) {
             chart
                 .draw_series(std::iter::once(Circle::new(best, 5, RED.filled())))
                 .map_err(|e| err(e.to_string()))?

@@ -120,7 +120,10 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
     trainer.save_best(&out_dir.join(MODEL_FILE), &config, &signal)?;
 
     let curve = log.points();
-    let title = format!("{} {} on {}", modality.name, config.model, signal.info.source);
+    let title = format!(
+        "{} {} on {}",
+        modality.name, config.model, signal.info.source
+    );
     psnr_curve(&curve, &title, &out_dir.join(PLOT_FILE))?;
 
     let wall = trainer.elapsed();

@@ -65,11 +65,8 @@ impl<'a> Trainer<'a> {
                 model.context.channels, signal.info.shape
             )));
         }
-        let target = Tensor::from_slice(
-            &signal.data,
-            (signal.info.num_samples(), c),
-            &model.device,
-        )?;
+        let target =
+            Tensor::from_slice(&signal.data, (signal.info.num_samples(), c), &model.device)?;
         let adam = Adam::new(model.params.vars(), AdamConfig::default())?;
         Ok(Self {
             model,

@@ -42,13 +42,29 @@ fn check_agreement(shape: &[usize], channels: usize, bases: Vec<Vec<usize>>) {
                 .unwrap();
             assert!(diff <= 1e-4, "{shape:?} {kind:?}: outputs differ by {diff}");
             // The outputs are not trivially zero.
-            let spread = shared.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let spread = shared
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(spread > 1e-3, "degenerate output");
 
             // Gradients of a weighted sum agree for every parameter.
             let w = Tensor::rand(-1f32, 1f32, (n, channels), &dev).unwrap();
-            let g1 = (&shared * &w).unwrap().sum_all().unwrap().backward().unwrap();
-            let g2 = (&per_sample * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let g1 = (&shared * &w)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g2 = (&per_sample * &w)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
             let vars = built.params.vars();
             assert!(!vars.is_empty());
             for (name, var) in vars {
@@ -91,18 +107,30 @@ fn two_axes_unequal_bases_with_ones() {
 
 #[test]
 fn three_axes() {
-    check_agreement(&[6, 4, 8], 2, vec![vec![1, 3, 2], vec![2, 2, 1], vec![2, 2, 2]]);
+    check_agreement(
+        &[6, 4, 8],
+        2,
+        vec![vec![1, 3, 2], vec![2, 2, 1], vec![2, 2, 2]],
+    );
 }
 
 #[test]
 fn four_axes() {
-    check_agreement(&[4, 3, 2, 6], 1, vec![vec![2, 2], vec![3, 1], vec![1, 2], vec![2, 3]]);
+    check_agreement(
+        &[4, 3, 2, 6],
+        1,
+        vec![vec![2, 2], vec![3, 1], vec![1, 2], vec![2, 3]],
+    );
 }
 
 #[test]
 fn four_axes_all_split_use_the_gather_path() {
     // Every axis split at every level: the broadcast form would need rank 9 > candle's 8.
-    check_agreement(&[4, 4, 4, 6], 1, vec![vec![2, 2], vec![2, 2], vec![2, 2], vec![3, 2]]);
+    check_agreement(
+        &[4, 4, 4, 6],
+        1,
+        vec![vec![2, 2], vec![2, 2], vec![2, 2], vec![3, 2]],
+    );
 }
 
 #[test]
@@ -138,7 +166,13 @@ fn padded_grid_is_cropped() {
 #[test]
 fn init_follows_siren_ranges() {
     let dev = Device::Cpu;
-    let built = build(&[64, 64], 3, vec![vec![4, 16], vec![8, 8]], ModulatorKind::Linear, &dev);
+    let built = build(
+        &[64, 64],
+        3,
+        vec![vec![4, 16], vec![8, 8]],
+        ModulatorKind::Linear,
+        &dev,
+    );
     let asmr_params = built.params.vars();
     let get = |name: &str| {
         asmr_params

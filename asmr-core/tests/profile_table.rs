@@ -73,16 +73,40 @@ fn kodak() {
         ModulatorKind::Linear,
     );
     assert_rel(m, 1846.1770833, "ASMR Kodak");
-    let (m, _) = macs("siren", &[512, 768], 3, 4, 256, vec![], ModulatorKind::Linear);
+    let (m, _) = macs(
+        "siren",
+        &[512, 768],
+        3,
+        4,
+        256,
+        vec![],
+        ModulatorKind::Linear,
+    );
     assert_rel(m, 133123.0, "SIREN Kodak");
 }
 
 #[test]
 fn megapixel() {
     let b = [4, 4, 4, 4, 4, 8];
-    let (m, _) = macs("asmr", &[8192, 8192], 3, 6, 1024, two(&b), ModulatorKind::Nonlinear);
+    let (m, _) = macs(
+        "asmr",
+        &[8192, 8192],
+        3,
+        6,
+        1024,
+        two(&b),
+        ModulatorKind::Nonlinear,
+    );
     assert_rel(m, 20585.2004395, "megapixel nonlinear");
-    let (m, _) = macs("asmr", &[8192, 8192], 3, 6, 512, two(&b), ModulatorKind::Linear);
+    let (m, _) = macs(
+        "asmr",
+        &[8192, 8192],
+        3,
+        6,
+        512,
+        two(&b),
+        ModulatorKind::Linear,
+    );
     assert_rel(m, 5925.0688477, "megapixel linear");
 }
 
@@ -93,9 +117,25 @@ fn video() {
         vec![5, 1, 3, 1, 3, 1, 3, 1, 2, 1],
         vec![5, 3, 2, 2, 1, 2, 1, 2, 1, 2],
     ];
-    let (m, _) = macs("asmr", &[150, 270, 480], 3, 10, 512, bases, ModulatorKind::Linear);
+    let (m, _) = macs(
+        "asmr",
+        &[150, 270, 480],
+        3,
+        10,
+        512,
+        bases,
+        ModulatorKind::Linear,
+    );
     assert_rel(m, 119756.4814288, "ASMR video");
-    let (m, _) = macs("siren", &[150, 270, 480], 3, 10, 512, vec![], ModulatorKind::Linear);
+    let (m, _) = macs(
+        "siren",
+        &[150, 270, 480],
+        3,
+        10,
+        512,
+        vec![],
+        ModulatorKind::Linear,
+    );
     assert_rel(m, 2104835.0, "SIREN video");
 }
 
@@ -118,6 +158,14 @@ fn audio() {
 #[test]
 fn asmr_params_count_backbone_and_modulators() {
     // 4 x 256 on gray 2-D: backbone (2*256+256) + 2*(256*256+256) + (256+1), modulators 3 * 2*256.
-    let (_, p) = macs("asmr", &[512, 512], 1, 4, 256, two(&[4, 4, 4, 8]), ModulatorKind::Linear);
+    let (_, p) = macs(
+        "asmr",
+        &[512, 512],
+        1,
+        4,
+        256,
+        two(&[4, 4, 4, 8]),
+        ModulatorKind::Linear,
+    );
     assert_eq!(p, 768 + 2 * 65792 + 257 + 3 * 512);
 }

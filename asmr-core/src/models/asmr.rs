@@ -102,10 +102,7 @@ enum UpsamplePlan {
     },
     /// When the broadcast would exceed candle's rank limit (many axes): gather both operands with
     /// precomputed indices.
-    Gather {
-        parent: Tensor,
-        digit: Tensor,
-    },
+    Gather { parent: Tensor, digit: Tensor },
 }
 
 /// Candle's largest tensor rank.
@@ -126,7 +123,9 @@ impl UpsamplePlan {
                     continue;
                 }
                 match dims.last_mut() {
-                    Some(last) if (last.0 == 1) == (pair.0 == 1) && (last.1 == 1) == (pair.1 == 1) => {
+                    Some(last)
+                        if (last.0 == 1) == (pair.0 == 1) && (last.1 == 1) == (pair.1 == 1) =>
+                    {
                         last.0 *= pair.0;
                         last.1 *= pair.1;
                     }
@@ -257,4 +256,3 @@ inventory::submit! {
         profile,
     }
 }
-

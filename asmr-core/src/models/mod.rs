@@ -61,7 +61,10 @@ impl ModelContext {
     pub fn resolve_grid(&self) -> Result<MultiResGrid> {
         let grid = match &self.grid {
             Some(g) => g.clone(),
-            None => self.net.bases.resolve(&self.signal_shape, self.net.layers)?,
+            None => self
+                .net
+                .bases
+                .resolve(&self.signal_shape, self.net.layers)?,
         };
         if grid.dims() != self.dims() {
             return Err(Error::Grid(format!(
@@ -119,7 +122,11 @@ pub fn find_model(name: &str) -> Result<&'static ModelEntry> {
         .ok_or_else(|| Error::Unknown {
             kind: "model",
             name: name.to_string(),
-            known: models().iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
+            known: models()
+                .iter()
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+                .join(", "),
         })
 }
 

@@ -1,8 +1,8 @@
 //! Shared helpers for asmr-core's integration tests.
 #![allow(dead_code)]
 
-use asmr_core::config::{Bases, ConfigBuilder, NetConfig};
 use asmr_core::candle_core::Device;
+use asmr_core::config::{Bases, ConfigBuilder, NetConfig};
 use asmr_core::{Signal, SignalInfo};
 
 /// Every device this build can run on: the CPU, and the first CUDA GPU when the binary has CUDA and
