@@ -85,10 +85,8 @@ pub fn siren_dense(
     dense(fan_in, fan_out, true, init.bound(fan_in), vb)
 }
 
-/// `sin(w0 * x)`; every sine network of the toolkit goes through here.
-pub fn sine(x: &Tensor, w0: f64) -> Result<Tensor> {
-    x.affine(w0, 0.0)?.sin()
-}
+/// `sin(w0 * x)`; every sine network of the toolkit goes through here (fused kernel on the CPU).
+pub use crate::kernels::sine::sine;
 
 /// A plain SIREN: `layers - 1` sine layers then a linear output layer, SIREN init throughout.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod grid;
+pub mod kernels;
 pub mod layers;
 pub mod metrics;
 pub mod models;

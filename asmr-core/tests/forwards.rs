@@ -16,61 +16,61 @@ fn build(
     modulator: ModulatorKind,
     dev: &Device,
 ) -> BuiltModel {
+    // Built through the registry, as the trainer does.
     let mut n = net(bases[0].len(), 32, bases);
     n.modulator = modulator;
     let ctx = ModelContext::new(n, shape, channels);
     BuiltModel::new("asmr", ctx, ParamStore::seeded(3), dev).unwrap()
 }
 
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// Fused activation-sharing, plain activation-sharing and per-sample forwards agree, in value and
+/// in the gradient of every parameter.
 fn check_agreement(shape: &[usize], channels: usize, bases: Vec<Vec<usize>>) {
     for dev in devices() {
         for kind in [ModulatorKind::Linear, ModulatorKind::Nonlinear] {
-            let built = build(shape, channels, bases.clone(), kind, &dev);
+            let mut n = net(bases[0].len(), 32, bases.clone());
+            n.modulator = kind;
+            let ctx = ModelContext::new(n, shape, channels);
+            let store = ParamStore::seeded(3);
+            let model = Asmr::new(&ctx, store.var_builder(&dev)).unwrap();
             let idx = all_indices(shape);
-            let shared = built.model.forward_grid().unwrap();
-            let per_sample = built.model.forward_points(&idx).unwrap();
-            assert_eq!(shared.dims(), per_sample.dims());
             let n: usize = shape.iter().product();
-            assert_eq!(shared.dims(), &[n, channels]);
-            let diff = (&shared - &per_sample)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            assert!(diff <= 1e-4, "{shape:?} {kind:?}: outputs differ by {diff}");
+            let outputs = [
+                ("fused", model.forward_full_grid().unwrap()),
+                ("plain", model.forward_full_grid_plain().unwrap()),
+                ("per-sample", model.forward_per_sample(&idx).unwrap()),
+            ];
+            for (what, out) in &outputs {
+                assert_eq!(out.dims(), &[n, channels], "{what}");
+                let diff = max_diff(out, &outputs[2].1);
+                assert!(diff <= 1e-4, "{shape:?} {kind:?} {what}: outputs differ by {diff}");
+            }
             // The outputs are not trivially zero.
-            let spread = shared
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let spread = outputs[0].1.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             assert!(spread > 1e-3, "degenerate output");
 
             // Gradients of a weighted sum agree for every parameter.
             let w = Tensor::rand(-1f32, 1f32, (n, channels), &dev).unwrap();
-            let g1 = (&shared * &w)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let g2 = (&per_sample * &w)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let vars = built.params.vars();
+            let grads: Vec<_> = outputs
+                .iter()
+                .map(|(_, o)| (o * &w).unwrap().sum_all().unwrap().backward().unwrap())
+                .collect();
+            let vars = store.vars();
             assert!(!vars.is_empty());
             for (name, var) in vars {
-                let a = g1.get(&var).unwrap_or_else(|| panic!("no grad for {name}"));
-                let b = g2.get(&var).unwrap();
-                let scale = b
+                let reference = grads[2].get(&var).unwrap_or_else(|| panic!("no grad for {name}"));
+                let scale = reference
                     .abs()
                     .unwrap()
                     .max_all()
@@ -78,21 +78,23 @@ fn check_agreement(shape: &[usize], channels: usize, bases: Vec<Vec<usize>>) {
                     .to_scalar::<f32>()
                     .unwrap()
                     .max(1.0);
-                let d = (a - b)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                assert!(
-                    d / scale <= 1e-4,
-                    "{shape:?} {kind:?}: gradient of {name} differs by {d} (scale {scale})"
-                );
+                for (k, g) in grads.iter().enumerate().take(2) {
+                    let d = max_diff(g.get(&var).unwrap(), reference);
+                    assert!(
+                        d / scale <= 1e-4,
+                        "{shape:?} {kind:?} {}: gradient of {name} differs by {d} (scale {scale})",
+                        outputs[k].0
+                    );
+                }
             }
         }
     }
+}
+
+#[test]
+fn large_enough_for_the_threaded_kernels() {
+    // 64 x 96 x 32 hidden values per level exceed the single-thread threshold of the kernels.
+    check_agreement(&[64, 96], 1, vec![vec![4, 2, 8], vec![4, 6, 4]]);
 }
 
 #[test]

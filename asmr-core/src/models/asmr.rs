@@ -5,9 +5,13 @@
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
+use std::sync::Arc;
+
 use super::{crop_to, Model, ModelContext, ModelEntry};
 use crate::error::Result;
 use crate::grid::MultiResGrid;
+use crate::kernels::level::{level_forward, LevelMap};
+use crate::kernels::sine::sine_plain;
 use crate::layers::{sine, siren_dense, Dense, SirenInit};
 use crate::modulator::Modulator;
 use crate::profile::Profile;
@@ -24,6 +28,8 @@ pub struct Asmr {
     level_grids: Vec<Tensor>,
     /// How to go from resolution `i` to `i + 1`, for `i = 0..L-2`.
     plans: Vec<UpsamplePlan>,
+    /// The same transitions for the fused CPU kernels (empty off the CPU).
+    level_maps: Vec<Arc<LevelMap>>,
 }
 
 impl Asmr {
@@ -51,8 +57,16 @@ impl Asmr {
         let plans = (0..layers - 1)
             .map(|i| UpsamplePlan::new(&grid, i, vb.device()))
             .collect::<candle_core::Result<Vec<_>>>()?;
+        let level_maps = if vb.device().is_cpu() {
+            (0..layers - 1)
+                .map(|i| Arc::new(LevelMap::new(&grid, i)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             plans,
+            level_maps,
             grid,
             signal_shape: ctx.signal_shape.clone(),
             w0: net.w0,
@@ -63,14 +77,29 @@ impl Asmr {
         })
     }
 
-    /// Activation-sharing forward over the whole (padded) grid, raster order.
+    /// Activation-sharing forward over the whole (padded) grid, raster order: fused level kernels
+    /// on the CPU, candle's own ops elsewhere.
     pub fn forward_full_grid(&self) -> candle_core::Result<Tensor> {
+        if self.level_maps.is_empty() {
+            return self.forward_full_grid_plain();
+        }
+        let mut z = self.backbone[0].forward(&self.level_grids[0])?;
+        for (i, map) in self.level_maps.iter().enumerate() {
+            let m = self.modulators[i].forward(&self.level_grids[i + 1])?;
+            z = self.backbone[i + 1].forward(&level_forward(&z, &m, map, self.w0)?)?;
+        }
+        Ok(z)
+    }
+
+    /// The activation-sharing forward written with candle's own ops only (any device; the
+    /// reference the fused kernels are tested against).
+    pub fn forward_full_grid_plain(&self) -> candle_core::Result<Tensor> {
         // Pre-activation of layer 0 on the level-0 grid.
         let mut z = self.backbone[0].forward(&self.level_grids[0])?;
         for (i, plan) in self.plans.iter().enumerate() {
             let m = self.modulators[i].forward(&self.level_grids[i + 1])?;
             let s = plan.upsample_add(&z, &m, self.hidden)?;
-            z = self.backbone[i + 1].forward(&sine(&s, self.w0)?)?;
+            z = self.backbone[i + 1].forward(&sine_plain(&s, self.w0)?)?;
         }
         Ok(z)
     }

@@ -1,0 +1,271 @@
+//! One ASMR level as a single fused op: nearest-upsample the coarse pre-activation `z`, add the tiled
+//! modulation `m`, apply `sin(w0 * .)` — `out[p] = sin(w0 * (z[parent(p)] + m[digit(p)]))` — and its
+//! backward, which recomputes the cosine and reduces the incoming gradient over each cell's children
+//! (gradient of `z`) and over the tiles (gradient of `m`). No upsampled tensor is materialised
+//! besides the output.
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+
+use super::sine::{cos, multiversion, sin};
+use super::{num_threads, split_range};
+use crate::grid::MultiResGrid;
+
+/// Index maps of one level transition (resolution `i` to `i + 1`) of a grid.
+#[derive(Debug)]
+pub struct LevelMap {
+    /// For every fine point (raster order), its coarse cell.
+    parent: Vec<u32>,
+    /// For every fine point, its digit cell in the level-`i+1` grid.
+    digit: Vec<u32>,
+    coarse_points: usize,
+    mod_points: usize,
+    /// Coarse cells along axis 0; fine points under coarse row `k` of axis 0 are contiguous and their
+    /// parents are too, so threads split on it and write disjoint parts of the `z` gradient.
+    rows: usize,
+}
+
+impl LevelMap {
+    pub fn new(grid: &MultiResGrid, i: usize) -> Self {
+        let d = grid.dims();
+        let cur: Vec<usize> = (0..d).map(|a| grid.cumulative(a, i)).collect();
+        let next: Vec<usize> = (0..d).map(|a| grid.base(a, i + 1)).collect();
+        let points = grid.resolution(i + 1);
+        let mut parent = Vec::with_capacity(points);
+        let mut digit = Vec::with_capacity(points);
+        for p in 0..points {
+            let (mut rem, mut pi, mut di, mut ps, mut ds) = (p, 0usize, 0usize, 1usize, 1usize);
+            for a in (0..d).rev() {
+                let fine = cur[a] * next[a];
+                let x = rem % fine;
+                rem /= fine;
+                pi += (x / next[a]) * ps;
+                di += (x % next[a]) * ds;
+                ps *= cur[a];
+                ds *= next[a];
+            }
+            parent.push(pi as u32);
+            digit.push(di as u32);
+        }
+        Self {
+            parent,
+            digit,
+            coarse_points: grid.resolution(i),
+            mod_points: grid.level_points(i + 1),
+            rows: cur[0],
+        }
+    }
+
+    pub fn fine_points(&self) -> usize {
+        self.parent.len()
+    }
+
+    pub fn parent(&self) -> &[u32] {
+        &self.parent
+    }
+
+    pub fn digit(&self) -> &[u32] {
+        &self.digit
+    }
+}
+
+/// `sin(w0 * (z[parent] + m[digit]))` over the fine grid.
+pub fn level_forward(z: &Tensor, m: &Tensor, map: &Arc<LevelMap>, w0: f64) -> Result<Tensor> {
+    z.contiguous()?.apply_op2(
+        &m.contiguous()?,
+        LevelOp {
+            map: map.clone(),
+            w0: w0 as f32,
+        },
+    )
+}
+
+struct LevelOp {
+    map: Arc<LevelMap>,
+    w0: f32,
+}
+
+fn f32s<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let data = match s {
+        CpuStorage::F32(v) => v,
+        _ => candle_core::bail!("asmr level op: f32 tensors only"),
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("asmr level op: inputs must be contiguous"),
+    }
+}
+
+multiversion! {
+    fn fwd_rows(z: &[f32], m: &[f32], parent: &[u32], digit: &[u32], out: &mut [f32], h: usize, w0: f32) {
+        for ((o, &pa), &di) in out.chunks_exact_mut(h).zip(parent).zip(digit) {
+            let zr = &z[pa as usize * h..][..h];
+            let mr = &m[di as usize * h..][..h];
+            for ((o, &a), &b) in o.iter_mut().zip(zr).zip(mr) {
+                *o = sin(w0 * (a + b));
+            }
+        }
+    }
+}
+
+multiversion! {
+    fn bwd_rows(
+        z: &[f32], m: &[f32], g: &[f32], parent: &[u32], digit: &[u32], base: usize,
+        gz: &mut [f32], gm: &mut [f32], h: usize, w0: f32
+    ) {
+        for ((gr, &pa), &di) in g.chunks_exact(h).zip(parent).zip(digit) {
+            let (pa, di) = (pa as usize, di as usize);
+            let zr = &z[pa * h..][..h];
+            let mr = &m[di * h..][..h];
+            let gzr = &mut gz[(pa - base) * h..][..h];
+            let gmr = &mut gm[di * h..][..h];
+            for j in 0..h {
+                let t = gr[j] * w0 * cos(w0 * (zr[j] + mr[j]));
+                gzr[j] += t;
+                gmr[j] += t;
+            }
+        }
+    }
+}
+
+impl LevelOp {
+    fn check(&self, z: &Layout, m: &Layout) -> Result<usize> {
+        let (pz, h) = z.shape().dims2()?;
+        let (pm, hm) = m.shape().dims2()?;
+        if pz != self.map.coarse_points || pm != self.map.mod_points || h != hm {
+            candle_core::bail!(
+                "asmr level op: got z {pz}x{h}, m {pm}x{hm}, expected {}x_ and {}x_",
+                self.map.coarse_points,
+                self.map.mod_points
+            );
+        }
+        Ok(h)
+    }
+}
+
+impl CustomOp2 for LevelOp {
+    fn name(&self) -> &'static str {
+        "asmr-level"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let h = self.check(l1, l2)?;
+        let (z, m) = (f32s(s1, l1)?, f32s(s2, l2)?);
+        let n = self.map.fine_points();
+        let mut out = vec![0f32; n * h];
+        let ranges = split_range(n, if n * h < 1 << 15 { 1 } else { num_threads() });
+        std::thread::scope(|s| {
+            let mut rest = out.as_mut_slice();
+            for r in ranges {
+                let (head, tail) = rest.split_at_mut(r.len() * h);
+                rest = tail;
+                let (pa, di) = (&self.map.parent[r.clone()], &self.map.digit[r]);
+                s.spawn(move || fwd_rows(z, m, pa, di, head, h, self.w0));
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((n, h))))
+    }
+
+    fn bwd(
+        &self,
+        z: &Tensor,
+        m: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let h = z.dim(1)?;
+        let both = z.apply_op3_no_bwd(
+            m,
+            &grad.contiguous()?,
+            &LevelBwd {
+                map: self.map.clone(),
+                w0: self.w0,
+            },
+        )?;
+        let nz = self.map.coarse_points * h;
+        let gz = both.narrow(0, 0, nz)?.reshape((self.map.coarse_points, h))?;
+        let gm = both
+            .narrow(0, nz, self.map.mod_points * h)?
+            .reshape((self.map.mod_points, h))?;
+        Ok((Some(gz), Some(gm)))
+    }
+}
+
+/// Backward of [`LevelOp`]: returns the `z` and `m` gradients concatenated (flat).
+struct LevelBwd {
+    map: Arc<LevelMap>,
+    w0: f32,
+}
+
+impl CustomOp3 for LevelBwd {
+    fn name(&self) -> &'static str {
+        "asmr-level-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let op = LevelOp {
+            map: self.map.clone(),
+            w0: self.w0,
+        };
+        let h = op.check(l1, l2)?;
+        let (z, m, g) = (f32s(s1, l1)?, f32s(s2, l2)?, f32s(s3, l3)?);
+        let map = &self.map;
+        let n = map.fine_points();
+        if g.len() != n * h {
+            candle_core::bail!("asmr level backward: gradient has the wrong size");
+        }
+        let (nz, nm) = (map.coarse_points * h, map.mod_points * h);
+        let mut out = vec![0f32; nz + nm];
+        let (gz_all, gm_total) = out.split_at_mut(nz);
+        // Threads take whole coarse rows of axis 0: disjoint fine ranges and disjoint parents.
+        let rows = map.rows;
+        let fine_per_row = n / rows;
+        let coarse_per_row = map.coarse_points / rows;
+        let threads = if n * h < 1 << 15 { 1 } else { num_threads() };
+        let parts = split_range(rows, threads);
+        let partial_gm: Vec<Vec<f32>> = std::thread::scope(|s| {
+            let mut rest = gz_all;
+            let mut handles = Vec::new();
+            for r in parts {
+                let (head, tail) = rest.split_at_mut(r.len() * coarse_per_row * h);
+                rest = tail;
+                let fine = r.start * fine_per_row..r.end * fine_per_row;
+                let base = r.start * coarse_per_row;
+                let (pa, di) = (&map.parent[fine.clone()], &map.digit[fine.clone()]);
+                let gslice = &g[fine.start * h..fine.end * h];
+                let w0 = self.w0;
+                handles.push(s.spawn(move || {
+                    let mut gm = vec![0f32; nm];
+                    bwd_rows(z, m, gslice, pa, di, base, head, &mut gm, h, w0);
+                    gm
+                }));
+            }
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("level backward worker panicked"))
+                .collect()
+        });
+        for part in partial_gm {
+            for (t, v) in gm_total.iter_mut().zip(part) {
+                *t += v;
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from(nz + nm)))
+    }
+}
+

@@ -1,0 +1,40 @@
+//! Fused CPU kernels, as candle custom ops with forward and backward. Candle's CPU elementwise ops
+//! are scalar and single-threaded; the cheap-per-sample part of ASMR (upsample, modulation add,
+//! sine, at full resolution) would otherwise dominate a step. Other devices use the plain candle
+//! graph, which computes the same thing.
+
+pub mod level;
+pub mod sine;
+
+use std::sync::OnceLock;
+
+/// Worker threads for the kernels (the machine's parallelism; `ASMR_THREADS` overrides).
+pub fn num_threads() -> usize {
+    static N: OnceLock<usize> = OnceLock::new();
+    *N.get_or_init(|| {
+        std::env::var("ASMR_THREADS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            })
+    })
+}
+
+/// Split `0..n` into at most `parts` contiguous ranges of near-equal length.
+pub fn split_range(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = parts.clamp(1, n.max(1));
+    (0..parts)
+        .map(|i| (i * n / parts)..((i + 1) * n / parts))
+        .collect()
+}
+
+/// Whether the AVX2+FMA variants can run here (checked once).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2() -> bool {
+    static V: OnceLock<bool> = OnceLock::new();
+    *V.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+}
