@@ -1,0 +1,154 @@
+//! The trainer: repeatable from a seed, resumable exactly, stops on a non-finite loss, and learns.
+
+mod common;
+
+use asmr_core::checkpoint;
+use asmr_core::config::{Config, ConfigBuilder};
+use asmr_core::run::build_model;
+use asmr_core::trainer::Trainer;
+use asmr_core::{Error, Signal};
+use common::test_signal;
+
+fn config(iterations: usize, seed: u64) -> Config {
+    let mut b = ConfigBuilder::new();
+    b.set_pair("net.hidden=24").unwrap();
+    b.set_pair("net.layers=3").unwrap();
+    b.set_pair("net.bases=[[2,2,4],[2,4,2]]").unwrap();
+    b.set_pair("train.lr=1e-3").unwrap();
+    b.set_pair(&format!("train.iterations={iterations}")).unwrap();
+    b.set_pair(&format!("train.seed={seed}")).unwrap();
+    b.build().unwrap()
+}
+
+fn params_of(trainer: &Trainer) -> Vec<(String, Vec<f32>)> {
+    trainer
+        .model
+        .params
+        .snapshot()
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect()
+}
+
+fn train(cfg: &Config, signal: &Signal) -> (Vec<(String, Vec<f32>)>, f64, usize) {
+    let built = build_model(cfg, &signal.info, &common::devices()[0]).unwrap();
+    let mut t = Trainer::new(&built, signal, &cfg.train).unwrap();
+    t.run(true, &mut |_, _| Ok(())).unwrap();
+    (params_of(&t), t.best_psnr, t.best_step)
+}
+
+#[test]
+fn same_seed_same_run() {
+    let s = test_signal(&[16, 16], 3);
+    let a = train(&config(6, 5), &s);
+    let b = train(&config(6, 5), &s);
+    let c = train(&config(6, 6), &s);
+    assert_eq!(a, b);
+    assert_ne!(a.0, c.0);
+}
+
+#[test]
+fn resumed_run_ends_where_the_uninterrupted_run_ends() {
+    let s = test_signal(&[16, 16], 3);
+    let dev = common::devices()[0].clone();
+    let full_cfg = config(10, 9);
+    let uninterrupted = train(&full_cfg, &s);
+
+    // Four steps, save, stop; then a fresh process-like start from the file.
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.safetensors");
+    {
+        let built = build_model(&full_cfg, &s.info, &dev).unwrap();
+        let mut t = Trainer::new(&built, &s, &full_cfg.train).unwrap();
+        for _ in 0..4 {
+            t.step().unwrap();
+        }
+        t.save_state(&state, &full_cfg, &s).unwrap();
+    }
+    let ckpt = checkpoint::load(&state, &dev).unwrap();
+    assert_eq!(ckpt.meta.step, 4);
+    let built = build_model(&full_cfg, &s.info, &dev).unwrap();
+    let mut t = Trainer::new(&built, &s, &full_cfg.train).unwrap();
+    t.resume(&ckpt, &state).unwrap();
+    t.run(true, &mut |_, _| Ok(())).unwrap();
+    assert_eq!(t.step, 10);
+    let resumed = (params_of(&t), t.best_psnr, t.best_step);
+    assert_eq!(resumed, uninterrupted);
+}
+
+#[test]
+fn non_finite_loss_stops_with_a_clear_error() {
+    let s = test_signal(&[8, 8], 1);
+    let mut cfg = config(20, 1);
+    cfg.net.bases = asmr_core::Bases::Auto;
+    cfg.train.lr = 1e30;
+    cfg.train.lr_min = 0.0;
+    let built = build_model(&cfg, &s.info, &common::devices()[0]).unwrap();
+    let mut t = Trainer::new(&built, &s, &cfg.train).unwrap();
+    let err = t.run(true, &mut |_, _| Ok(())).unwrap_err();
+    assert!(matches!(err, Error::NonFinite { .. }), "{err}");
+    assert!(err.to_string().contains("train.lr"));
+}
+
+#[test]
+fn fitting_beats_the_mean_predictor() {
+    let s = test_signal(&[32, 32], 1);
+    let mean = s.data.iter().sum::<f32>() / s.data.len() as f32;
+    let mean_psnr = asmr_core::metrics::psnr(&s.data, &vec![mean; s.data.len()]);
+    for model in ["asmr", "siren"] {
+        let mut cfg = config(300, 2);
+        cfg.model = model.into();
+        cfg.net.bases = asmr_core::Bases::Auto;
+        cfg.net.hidden = 64;
+        let (_, best, best_step) = train(&cfg, &s);
+        eprintln!("{model}: {best} dB at {best_step} vs mean {mean_psnr} dB");
+        assert!(best > mean_psnr + 10.0, "{model}: {best} dB vs mean {mean_psnr} dB");
+        assert!(best_step > 200);
+    }
+}
+
+#[test]
+fn model_checkpoint_rebuilds_the_same_output() {
+    let s = test_signal(&[12, 20], 3);
+    let dev = common::devices()[0].clone();
+    for model in ["asmr", "siren"] {
+        let mut cfg = config(3, 4);
+        cfg.model = model.into();
+        cfg.net.bases = asmr_core::Bases::Auto; // 12 and 20 get automatic bases
+        let built = build_model(&cfg, &s.info, &dev).unwrap();
+        let mut t = Trainer::new(&built, &s, &cfg.train).unwrap();
+        t.run(true, &mut |_, _| Ok(())).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        t.save_best(&path, &cfg, &s).unwrap();
+        built.params.restore(&t.best_params).unwrap();
+        let want = asmr_core::run::predict(&built).unwrap();
+        let ckpt = checkpoint::load(&path, &dev).unwrap();
+        let again = ckpt.build_model("", &dev, &path).unwrap();
+        assert_eq!(asmr_core::run::predict(&again).unwrap(), want, "{model}");
+    }
+}
+
+#[test]
+fn corrupt_checkpoints_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = common::devices()[0].clone();
+    let p = dir.path().join("x.safetensors");
+    std::fs::write(&p, b"not a checkpoint at all").unwrap();
+    let e = checkpoint::load(&p, &dev).err().unwrap().to_string();
+    assert!(e.contains("safetensors"), "{e}");
+    // A real checkpoint cut short.
+    let s = test_signal(&[8, 8], 1);
+    let mut cfg = config(1, 1);
+    cfg.net.bases = asmr_core::Bases::Auto;
+    let built = build_model(&cfg, &s.info, &dev).unwrap();
+    let mut t = Trainer::new(&built, &s, &cfg.train).unwrap();
+    t.step().unwrap();
+    let good = dir.path().join("good.safetensors");
+    t.save_state(&good, &cfg, &s).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(checkpoint::load(&p, &dev).is_err());
+    assert!(checkpoint::load(dir.path(), &dev).is_err());
+}
