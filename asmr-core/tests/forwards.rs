@@ -54,10 +54,20 @@ fn check_agreement(shape: &[usize], channels: usize, bases: Vec<Vec<usize>>) {
             for (what, out) in &outputs {
                 assert_eq!(out.dims(), &[n, channels], "{what}");
                 let diff = max_diff(out, &outputs[2].1);
-                assert!(diff <= 1e-4, "{shape:?} {kind:?} {what}: outputs differ by {diff}");
+                assert!(
+                    diff <= 1e-4,
+                    "{shape:?} {kind:?} {what}: outputs differ by {diff}"
+                );
             }
             // The outputs are not trivially zero.
-            let spread = outputs[0].1.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let spread = outputs[0]
+                .1
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
             assert!(spread > 1e-3, "degenerate output");
 
             // Gradients of a weighted sum agree for every parameter.
@@ -69,7 +79,9 @@ fn check_agreement(shape: &[usize], channels: usize, bases: Vec<Vec<usize>>) {
             let vars = store.vars();
             assert!(!vars.is_empty());
             for (name, var) in vars {
-                let reference = grads[2].get(&var).unwrap_or_else(|| panic!("no grad for {name}"));
+                let reference = grads[2]
+                    .get(&var)
+                    .unwrap_or_else(|| panic!("no grad for {name}"));
                 let scale = reference
                     .abs()
                     .unwrap()

@@ -15,7 +15,8 @@ fn config(iterations: usize, seed: u64) -> Config {
     b.set_pair("net.layers=3").unwrap();
     b.set_pair("net.bases=[[2,2,4],[2,4,2]]").unwrap();
     b.set_pair("train.lr=1e-3").unwrap();
-    b.set_pair(&format!("train.iterations={iterations}")).unwrap();
+    b.set_pair(&format!("train.iterations={iterations}"))
+        .unwrap();
     b.set_pair(&format!("train.seed={seed}")).unwrap();
     b.build().unwrap()
 }
@@ -103,7 +104,10 @@ fn fitting_beats_the_mean_predictor() {
         cfg.net.hidden = 64;
         let (_, best, best_step) = train(&cfg, &s);
         eprintln!("{model}: {best} dB at {best_step} vs mean {mean_psnr} dB");
-        assert!(best > mean_psnr + 10.0, "{model}: {best} dB vs mean {mean_psnr} dB");
+        assert!(
+            best > mean_psnr + 10.0,
+            "{model}: {best} dB vs mean {mean_psnr} dB"
+        );
         assert!(best_step > 200);
     }
 }

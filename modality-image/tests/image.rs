@@ -62,9 +62,14 @@ fn ssim_single_window_closed_form() {
             .sum::<f64>()
             / (n - 1.0)
     };
-    let (va, vb, vab) = (cov(&a, ma, &a, ma), cov(&b, mb, &b, mb), cov(&a, ma, &b, mb));
+    let (va, vb, vab) = (
+        cov(&a, ma, &a, ma),
+        cov(&b, mb, &b, mb),
+        cov(&a, ma, &b, mb),
+    );
     let (c1, c2) = (1e-4, 9e-4);
-    let want = (2.0 * ma * mb + c1) * (2.0 * vab + c2) / ((ma * ma + mb * mb + c1) * (va + vb + c2));
+    let want =
+        (2.0 * ma * mb + c1) * (2.0 * vab + c2) / ((ma * ma + mb * mb + c1) * (va + vb + c2));
     let got = ssim(&a, &b, 7, 7, 1).unwrap();
     assert!((got - want).abs() < 1e-9, "{got} vs {want}");
     assert!(ssim(&a[..36], &b[..36], 6, 6, 1).is_err());
@@ -131,7 +136,10 @@ fn bad_files_get_clear_errors() {
         ("cut.png", "decode"),
         ("pic.bmp", "not supported"),
     ] {
-        let e = load(&p.join(name)).err().unwrap_or_else(|| panic!("{name} loaded")).to_string();
+        let e = load(&p.join(name))
+            .err()
+            .unwrap_or_else(|| panic!("{name} loaded"))
+            .to_string();
         assert!(e.contains(name), "{e}");
         assert!(e.contains(expect), "{name}: {e}");
     }

@@ -190,7 +190,9 @@ impl CustomOp2 for LevelOp {
             },
         )?;
         let nz = self.map.coarse_points * h;
-        let gz = both.narrow(0, 0, nz)?.reshape((self.map.coarse_points, h))?;
+        let gz = both
+            .narrow(0, 0, nz)?
+            .reshape((self.map.coarse_points, h))?;
         let gm = both
             .narrow(0, nz, self.map.mod_points * h)?
             .reshape((self.map.mod_points, h))?;
@@ -268,4 +270,3 @@ impl CustomOp3 for LevelBwd {
         Ok((CpuStorage::F32(out), Shape::from(nz + nm)))
     }
 }
-

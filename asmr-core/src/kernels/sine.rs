@@ -205,8 +205,14 @@ mod tests {
         // Gradient.
         let v = candle_core::Var::from_tensor(&x).unwrap();
         let w = Tensor::rand(-1f32, 1f32, (300, 129), &dev).unwrap();
-        let g1 = (sine(v.as_tensor(), 30.0).unwrap() * &w).unwrap().sum_all().unwrap();
-        let g2 = (sine_plain(v.as_tensor(), 30.0).unwrap() * &w).unwrap().sum_all().unwrap();
+        let g1 = (sine(v.as_tensor(), 30.0).unwrap() * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let g2 = (sine_plain(v.as_tensor(), 30.0).unwrap() * &w)
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let (g1, g2) = (g1.backward().unwrap(), g2.backward().unwrap());
         let d = (g1.get(&v).unwrap() - g2.get(&v).unwrap())
             .unwrap()

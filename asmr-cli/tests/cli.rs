@@ -1,0 +1,323 @@
+//! The command line end to end: fit, render, profile, list, info, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use image::{ImageBuffer, Luma, Rgb};
+
+fn cli(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_asmr-cli"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run asmr-cli")
+}
+
+fn ok(args: &[&str], cwd: &Path) -> String {
+    let o = cli(args, cwd);
+    assert!(
+        o.status.success(),
+        "{args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Fails with one line on stderr naming `needle`.
+fn fails(args: &[&str], cwd: &Path, needle: &str) {
+    let o = cli(args, cwd);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{args:?} succeeded");
+    assert!(err.contains(needle), "{args:?}: `{err}` lacks `{needle}`");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn small_photo(dir: &Path) -> PathBuf {
+    let img = ImageBuffer::from_fn(20, 14, |x, y| {
+        Rgb([
+            (x * 12) as u8,
+            (y * 17) as u8,
+            (((x as f32 * 0.7).sin() * 0.5 + 0.5) * 255.0) as u8,
+        ])
+    });
+    let p = dir.join("photo.png");
+    img.save(&p).unwrap();
+    p
+}
+
+const SMALL: [&str; 6] = [
+    "--set",
+    "net.hidden=16",
+    "--set",
+    "train.lr=1e-3",
+    "--iterations",
+    "25",
+];
+
+#[test]
+fn fit_writes_a_complete_run_folder_and_render_reproduces_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = small_photo(dir.path());
+    let mut args = vec![
+        "fit",
+        "image",
+        photo.to_str().unwrap(),
+        "--out",
+        "run",
+        "-q",
+    ];
+    args.extend(SMALL);
+    let stdout = ok(&args, dir.path());
+    assert!(stdout.contains("bases per axis"), "{stdout}");
+    let run = dir.path().join("run");
+    for f in [
+        "model.safetensors",
+        "state.safetensors",
+        "config.yaml",
+        "metrics.json",
+        "log.csv",
+        "reconstruction.png",
+        "psnr.png",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    // No temporary files left behind.
+    assert_eq!(std::fs::read_dir(&run).unwrap().count(), 7);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    for k in [
+        "psnr",
+        "ssim",
+        "best_step",
+        "steps",
+        "params",
+        "macs_per_sample",
+        "model_bytes",
+        "bits_per_sample",
+        "wall_seconds",
+        "steps_per_second",
+        "reconstruction",
+    ] {
+        assert!(m.get(k).is_some(), "metrics.json lacks {k}");
+    }
+    assert_eq!(m["steps"], 25);
+    assert_eq!(m["model_bytes"], m["params"].as_u64().unwrap() * 4);
+    // 14 and 20 get automatic 4-level bases (padded where needed).
+    assert_eq!(m["bases"].as_array().unwrap().len(), 2);
+    let log = std::fs::read_to_string(run.join("log.csv")).unwrap();
+    assert_eq!(log.lines().count(), 26);
+    assert!(log.starts_with("step,loss,psnr,lr,elapsed_seconds"));
+
+    // The PSNR of the written 8-bit PNG matches metrics.json within 8-bit rounding.
+    let target = modality_psnr_input(&photo);
+    let recon = modality_psnr_input(&run.join("reconstruction.png"));
+    let mse: f64 = target
+        .iter()
+        .zip(&recon)
+        .map(|(a, b)| (a - b).powi(2))
+        .sum::<f64>()
+        / target.len() as f64;
+    let psnr_png = 10.0 * (1.0 / mse).log10();
+    let psnr = m["psnr"].as_f64().unwrap();
+    assert!((psnr - psnr_png).abs() < 0.05, "{psnr} vs {psnr_png}");
+
+    // render from the checkpoint alone gives the same PNG, byte for byte.
+    ok(
+        &["render", "run/model.safetensors", "--out", "again.png"],
+        dir.path(),
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("again.png")).unwrap(),
+        std::fs::read(run.join("reconstruction.png")).unwrap()
+    );
+    let info = ok(&["info", "run/model.safetensors"], dir.path());
+    assert!(info.contains("asmr") && info.contains("[14, 20]"), "{info}");
+
+    // Resume to more steps in the same folder.
+    let mut args = vec!["fit", "image", photo.to_str().unwrap(), "--resume"];
+    args.extend(["run/state.safetensors", "-q", "--iterations", "30"]);
+    ok(&args, dir.path());
+    let log = std::fs::read_to_string(run.join("log.csv")).unwrap();
+    assert_eq!(log.lines().count(), 31);
+}
+
+fn modality_psnr_input(p: &Path) -> Vec<f64> {
+    image::open(p)
+        .unwrap()
+        .to_rgb8()
+        .into_raw()
+        .into_iter()
+        .map(|v| v as f64 / 255.0)
+        .collect()
+}
+
+#[test]
+fn siren_fits_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = ImageBuffer::from_fn(9, 11, |x, y| Luma([(x * 20 + y * 3) as u8]));
+    img.save(dir.path().join("g.png")).unwrap();
+    let mut args = vec![
+        "fit", "image", "g.png", "--model", "siren", "--out", "s", "-q",
+    ];
+    args.extend(SMALL);
+    ok(&args, dir.path());
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("s/metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["model"], "siren");
+    assert_eq!(m["channels"], 1);
+}
+
+#[test]
+fn profile_reproduces_the_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(
+        &[
+            "profile",
+            "--model",
+            "asmr",
+            "--shape",
+            "512,512",
+            "--channels",
+            "1",
+            "--layers",
+            "7",
+            "--hidden",
+            "256",
+            "--bases",
+            "2,2,2,2,2,2,8",
+            "--json",
+        ],
+        dir.path(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["macs_per_sample"].as_f64().unwrap(), 1631.8359375);
+    let out = ok(
+        &[
+            "profile",
+            "--model",
+            "asmr",
+            "--shape",
+            "512,768",
+            "--channels",
+            "3",
+            "--bases",
+            "4,4,4,8",
+            "--bases",
+            "4,4,6,8",
+            "--json",
+        ],
+        dir.path(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!((v["macs_per_sample"].as_f64().unwrap() - 1846.1770833).abs() < 1e-6);
+    let out = ok(
+        &[
+            "profile",
+            "--model",
+            "asmr",
+            "--shape",
+            "8192,8192",
+            "--channels",
+            "3",
+            "--layers",
+            "6",
+            "--hidden",
+            "1024",
+            "--bases",
+            "4,4,4,4,4,8",
+            "--modulator",
+            "nonlinear",
+            "--json",
+        ],
+        dir.path(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!((v["macs_per_sample"].as_f64().unwrap() - 20585.2004395).abs() < 1e-6);
+    let out = ok(
+        &[
+            "profile", "--model", "siren", "--shape", "512,512", "--layers", "7", "--json",
+        ],
+        dir.path(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["params"], 329985);
+}
+
+#[test]
+fn list_names_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(&["list"], dir.path());
+    for name in ["image", "asmr", "siren", "kodak", "low-mac-1", "low-mac-5"] {
+        assert!(out.contains(name), "{name} missing from list");
+    }
+}
+
+#[test]
+fn bad_input_is_one_clear_line_and_no_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    small_photo(d);
+    std::fs::write(d.join("notes.txt"), "not an image").unwrap();
+    let bytes = std::fs::read(d.join("photo.png")).unwrap();
+    std::fs::write(d.join("cut.png"), &bytes[..bytes.len() / 3]).unwrap();
+    std::fs::create_dir(d.join("folder")).unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["fit", "image", "missing.png"], "no such file"),
+        (vec!["fit", "image", "folder"], "directory"),
+        (vec!["fit", "image", "cut.png"], "cut.png"),
+        (vec!["fit", "image", "notes.txt"], "not a PNG or JPEG"),
+        (
+            vec!["fit", "image", "photo.png", "--set", "net.bases=[2,2,2,2]"],
+            "net.bases",
+        ),
+        (
+            vec!["fit", "image", "photo.png", "--iterations", "0"],
+            "train.iterations",
+        ),
+        (
+            vec!["fit", "image", "photo.png", "--set", "net.widht=3"],
+            "net.widht",
+        ),
+        (
+            vec!["fit", "image", "photo.png", "--set", "net.hidden=many"],
+            "net.hidden",
+        ),
+        (
+            vec!["fit", "sound", "photo.png"],
+            "unknown modality `sound`",
+        ),
+        (
+            vec!["fit", "image", "photo.png", "--model", "mlp"],
+            "unknown model `mlp`",
+        ),
+        (
+            vec!["fit", "image", "photo.png", "--preset", "huge"],
+            "unknown preset `huge`",
+        ),
+        (
+            vec!["fit", "image", "photo.png", "--device", "tpu"],
+            "unknown device",
+        ),
+        (
+            vec!["render", "notes.txt", "--out", "x.png"],
+            "not a safetensors file",
+        ),
+        (vec!["info", "folder"], "directory"),
+    ];
+    for (mut args, needle) in cases {
+        if args[0] == "fit" {
+            args.extend(["--out", "run"]);
+        }
+        fails(&args, d, needle);
+        assert!(!d.join("run").exists(), "{args:?} created the run folder");
+        assert!(!d.join("runs").exists(), "{args:?} created runs/");
+        assert!(!d.join("x.png").exists());
+    }
+}
