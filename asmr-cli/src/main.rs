@@ -40,6 +40,8 @@ enum Command {
     },
     /// MACs per sample and parameters of a model on a signal shape (SPEC §4).
     Profile(ProfileArgs),
+    /// Time training steps and full-grid inference of several models on one signal shape.
+    Bench(BenchArgs),
     /// Registered modalities, models and presets.
     List,
     /// What a checkpoint holds.
@@ -108,6 +110,32 @@ struct ProfileArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct BenchArgs {
+    /// Signal shape, e.g. 512,512.
+    #[arg(long, value_delimiter = ',', default_value = "512,512")]
+    shape: Vec<usize>,
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    /// Models to time, in order (each with the same net config).
+    #[arg(long, value_delimiter = ',', default_value = "asmr,siren")]
+    models: Vec<String>,
+    /// Preset giving the net config (layers, hidden, bases...).
+    #[arg(long, default_value = "low-mac-4")]
+    preset: String,
+    /// Override one key, e.g. --set net.hidden=128 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Timed repeats per measurement (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    repeats: usize,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
@@ -138,6 +166,7 @@ fn real_main() -> Result<()> {
             Ok(())
         }
         Command::Profile(args) => profile(args),
+        Command::Bench(args) => bench(args),
         Command::List => {
             list();
             Ok(())
@@ -339,6 +368,60 @@ fn profile(args: ProfileArgs) -> Result<()> {
         println!("MACs/sample     {:.7}", p.macs_per_sample);
         for (k, v) in &p.breakdown {
             println!("  {k:<13} {v:.7}");
+        }
+    }
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    use asmr_core::bench::{bench_model, synthetic_signal};
+    if args.repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    let device = parse_device(&args.device)?;
+    let signal = synthetic_signal(&args.shape, args.channels)?;
+    let mut results = Vec::new();
+    for model in &args.models {
+        let mut builder = ConfigBuilder::new();
+        builder.merge_yaml(find_preset(&args.preset)?.yaml, &args.preset)?;
+        for pair in &args.set {
+            builder.set_pair(pair)?;
+        }
+        builder.set("model", model)?;
+        let config = builder.build()?;
+        eprintln!("timing {model} ...");
+        let r = bench_model(&config, &signal, args.repeats, &device)?;
+        if args.json {
+            println!("{}", serde_json::to_string(&r)?);
+        }
+        results.push(r);
+    }
+    if !args.json {
+        let base = &results[0];
+        println!(
+            "shape {:?} x {}, preset {}, {} repeats, medians ({} threads)",
+            args.shape,
+            args.channels,
+            args.preset,
+            args.repeats,
+            asmr_core::kernels::num_threads()
+        );
+        println!(
+            "{:<8} {:>9} {:>12} {:>11} {:>9} {:>11} {:>9} {:>10}",
+            "model", "params", "MACs/sample", "step (s)", "ratio", "infer (s)", "ratio", "peak RSS"
+        );
+        for r in &results {
+            println!(
+                "{:<8} {:>9} {:>12.1} {:>11.4} {:>9.3} {:>11.4} {:>9.3} {:>8.0}MB",
+                r.model,
+                r.params,
+                r.macs_per_sample,
+                r.step_median(),
+                r.step_median() / base.step_median(),
+                r.infer_median(),
+                r.infer_median() / base.infer_median(),
+                r.peak_rss_bytes.unwrap_or(0) as f64 / 1e6
+            );
         }
     }
     Ok(())

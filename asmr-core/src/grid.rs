@@ -240,7 +240,7 @@ fn search(
     let mut f = min;
     // Factors are non-decreasing, so f^k <= n.
     while f.checked_pow(k as u32).is_some_and(|p| p <= n) {
-        if n % f == 0 {
+        if n.is_multiple_of(f) {
             cur.push(f);
             search(n / f, k - 1, f, target, cost + term(f), cur, best);
             cur.pop();

@@ -3,6 +3,7 @@
 //! trainer for every modality, checkpoints, the MAC profiler and the plugin registry through which
 //! modality crates plug in.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod error;

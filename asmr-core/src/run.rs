@@ -102,7 +102,7 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
     let every = config.train.checkpoint_every;
     trainer.run(quiet, &mut |t: &Trainer, rec: &StepRecord| {
         log.push(rec)?;
-        if every > 0 && t.step % every == 0 && !t.is_done() {
+        if every > 0 && t.step.is_multiple_of(every) && !t.is_done() {
             log.flush()?;
             t.save_state(&state_path, &config, &signal)?;
         }
@@ -268,9 +268,11 @@ impl LogWriter {
         })
     }
 
+    /// Append a row; flushed at once so the log can be followed while training runs.
     fn push(&mut self, rec: &StepRecord) -> Result<()> {
         self.points.push((rec.step, rec.psnr));
-        writeln!(self.file, "{}", rec.csv()).map_err(|e| Error::io(&self.path, e))
+        writeln!(self.file, "{}", rec.csv()).map_err(|e| Error::io(&self.path, e))?;
+        self.flush()
     }
 
     fn flush(&mut self) -> Result<()> {

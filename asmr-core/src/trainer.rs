@@ -195,7 +195,7 @@ impl<'a> Trainer<'a> {
             );
             bar.set_position(self.step as u64);
             bar.set_message(msg.clone());
-            if !quiet && !tty && (self.step % every == 0 || self.is_done()) {
+            if !quiet && !tty && (self.step.is_multiple_of(every) || self.is_done()) {
                 eprintln!("step {}/{total}  {msg}", self.step);
             }
             observe(self, &rec)?;

@@ -1,10 +1,10 @@
-//! The built-in example image: a 128 x 128 RGB pattern made in code (smooth colour gradients, a
+//! The built-in example image: a 192 x 192 RGB pattern made in code (smooth colour gradients, a
 //! disc with a soft edge, and rings whose frequency rises outwards), so `fit image` runs with no
 //! file at all.
 
 use asmr_core::{Signal, SignalInfo};
 
-pub const EXAMPLE_SIZE: usize = 128;
+pub const EXAMPLE_SIZE: usize = 192;
 
 pub fn example() -> Signal {
     let n = EXAMPLE_SIZE;

@@ -45,12 +45,15 @@ pub fn cos(x: f32) -> f32 {
 macro_rules! multiversion {
     ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
         $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
         fn $name($($arg: $ty),*) {
             #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
             fn body($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) { body($($arg),*) }
                 if super::has_avx2() {
                     // SAFETY: the CPU supports the features `avx2` was compiled for.
