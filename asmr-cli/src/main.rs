@@ -147,6 +147,7 @@ fn main() -> ExitCode {
 }
 
 fn real_main() -> Result<()> {
+    asmr_core::kernels::keep_freed_memory();
     match Cli::parse().command {
         Command::Fit(args) => fit(args),
         Command::Render {

@@ -61,6 +61,18 @@ impl LevelMap {
         self.parent.len()
     }
 
+    pub fn coarse_points(&self) -> usize {
+        self.coarse_points
+    }
+
+    pub fn mod_points(&self) -> usize {
+        self.mod_points
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
     pub fn parent(&self) -> &[u32] {
         &self.parent
     }

@@ -4,9 +4,23 @@
 //! graph, which computes the same thing.
 
 pub mod level;
+pub mod output;
 pub mod sine;
 
 use std::sync::OnceLock;
+
+/// Keep freed memory in the process for reuse. A full-grid step allocates and frees activation
+/// buffers of hundreds of MB; glibc serves those with `mmap` and returns them on free, so every
+/// step pays for page faults and zeroing of fresh pages (measured: sys time 7.3 s -> 0.6 s, 1.9x
+/// faster wall time over 20 ASMR steps on 512 x 512). Call once at program start.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning parameters; called before heavy allocation.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
 
 /// Worker threads for the kernels (the machine's parallelism; `ASMR_THREADS` overrides).
 pub fn num_threads() -> usize {

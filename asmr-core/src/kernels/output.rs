@@ -1,0 +1,298 @@
+//! The last ASMR level fused with the output layer: `out[p] = W sin(w0 (z[parent(p)] + m[digit(p)]))
+//! + b`. The full-resolution hidden activations (`N x h`, by far the largest tensors of a step) are
+//! never stored: the forward reduces each sample's `h` activations straight into its `c` outputs, and
+//! the backward recomputes them (sine and cosine from one range reduction) to form the gradients of
+//! `W`, `b`, `z` and `m` in the same pass.
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+
+use super::level::LevelMap;
+use super::sine::{multiversion, sin, sin_cos};
+use super::{num_threads, split_range};
+
+/// `[N, c]` outputs of the last level and the output layer (`w` is `[c, h]`, `b` is `[c]`).
+pub fn level_output(
+    z: &Tensor,
+    m: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    map: &Arc<LevelMap>,
+    w0: f64,
+) -> Result<Tensor> {
+    // Weight and bias travel as one `[c, h + 1]` operand (custom ops take at most three inputs);
+    // candle routes its gradient back through the concatenation.
+    let wb = Tensor::cat(&[w, &b.unsqueeze(1)?], 1)?;
+    z.contiguous()?.apply_op3(
+        &m.contiguous()?,
+        &wb.contiguous()?,
+        LevelOutput {
+            map: map.clone(),
+            w0: w0 as f32,
+        },
+    )
+}
+
+struct LevelOutput {
+    map: Arc<LevelMap>,
+    w0: f32,
+}
+
+fn f32s<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let data = match s {
+        CpuStorage::F32(v) => v,
+        _ => candle_core::bail!("asmr output op: f32 tensors only"),
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("asmr output op: inputs must be contiguous"),
+    }
+}
+
+/// `sum_j a[j] * b[j]` with eight independent partial sums, so it vectorises.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+multiversion! {
+    fn fwd_points(
+        z: &[f32], m: &[f32], wb: &[f32], parent: &[u32], digit: &[u32], out: &mut [f32],
+        act: &mut [f32], h: usize, c: usize, w0: f32
+    ) {
+        for ((o, &pa), &di) in out.chunks_exact_mut(c).zip(parent).zip(digit) {
+            let zr = &z[pa as usize * h..][..h];
+            let mr = &m[di as usize * h..][..h];
+            for ((a, &x), &y) in act.iter_mut().zip(zr).zip(mr) {
+                *a = sin(w0 * (x + y));
+            }
+            for (k, ok) in o.iter_mut().enumerate() {
+                let row = &wb[k * (h + 1)..][..h + 1];
+                *ok = dot(act, &row[..h]) + row[h];
+            }
+        }
+    }
+}
+
+multiversion! {
+    #[allow(clippy::too_many_arguments)]
+    fn bwd_points(
+        z: &[f32], m: &[f32], wb: &[f32], g: &[f32], parent: &[u32], digit: &[u32], base: usize,
+        gz: &mut [f32], gm: &mut [f32], gwb: &mut [f32], scratch: &mut [f32], h: usize, c: usize,
+        w0: f32
+    ) {
+        let (sn, rest) = scratch.split_at_mut(h);
+        let (cs, ga) = rest.split_at_mut(h);
+        for ((gp, &pa), &di) in g.chunks_exact(c).zip(parent).zip(digit) {
+            let (pa, di) = (pa as usize, di as usize);
+            let zr = &z[pa * h..][..h];
+            let mr = &m[di * h..][..h];
+            for j in 0..h {
+                let (s, co) = sin_cos(w0 * (zr[j] + mr[j]));
+                sn[j] = s;
+                cs[j] = co;
+            }
+            ga.fill(0.0);
+            for (k, &gk) in gp.iter().enumerate() {
+                let row = &wb[k * (h + 1)..][..h];
+                let grow = &mut gwb[k * (h + 1)..][..h + 1];
+                for j in 0..h {
+                    ga[j] += gk * row[j];
+                    grow[j] += gk * sn[j];
+                }
+                grow[h] += gk;
+            }
+            let gzr = &mut gz[(pa - base) * h..][..h];
+            let gmr = &mut gm[di * h..][..h];
+            for j in 0..h {
+                let t = ga[j] * w0 * cs[j];
+                gzr[j] += t;
+                gmr[j] += t;
+            }
+        }
+    }
+}
+
+impl LevelOutput {
+    fn dims(&self, z: &Layout, m: &Layout, wb: &Layout) -> Result<(usize, usize)> {
+        let (pz, h) = z.shape().dims2()?;
+        let (pm, hm) = m.shape().dims2()?;
+        let (c, h1) = wb.shape().dims2()?;
+        if pz != self.map.coarse_points() || pm != self.map.mod_points() || h != hm || h1 != h + 1 {
+            candle_core::bail!("asmr output op: operand shapes do not match the grid");
+        }
+        Ok((h, c))
+    }
+}
+
+impl CustomOp3 for LevelOutput {
+    fn name(&self) -> &'static str {
+        "asmr-level-output"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (h, c) = self.dims(l1, l2, l3)?;
+        let (z, m, wb) = (f32s(s1, l1)?, f32s(s2, l2)?, f32s(s3, l3)?);
+        let n = self.map.fine_points();
+        let mut out = vec![0f32; n * c];
+        let ranges = split_range(n, if n * h < 1 << 15 { 1 } else { num_threads() });
+        std::thread::scope(|s| {
+            let mut rest = out.as_mut_slice();
+            for r in ranges {
+                let (head, tail) = rest.split_at_mut(r.len() * c);
+                rest = tail;
+                let (pa, di) = (&self.map.parent()[r.clone()], &self.map.digit()[r]);
+                let w0 = self.w0;
+                s.spawn(move || {
+                    let mut act = vec![0f32; h];
+                    fwd_points(z, m, wb, pa, di, head, &mut act, h, c, w0)
+                });
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((n, c))))
+    }
+
+    fn bwd(
+        &self,
+        z: &Tensor,
+        m: &Tensor,
+        wb: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (pz, h) = z.dims2()?;
+        let (pm, _) = m.dims2()?;
+        let c = wb.dim(0)?;
+        let grads = LevelOutputGrads {
+            map: self.map.clone(),
+            w0: self.w0,
+            grad: grad.contiguous()?,
+        };
+        let all = z.apply_op3_no_bwd(m, wb, &grads)?;
+        let gz = all.narrow(0, 0, pz * h)?.reshape((pz, h))?;
+        let gm = all.narrow(0, pz * h, pm * h)?.reshape((pm, h))?;
+        let gwb = all
+            .narrow(0, (pz + pm) * h, c * (h + 1))?
+            .reshape((c, h + 1))?;
+        Ok((Some(gz), Some(gm), Some(gwb)))
+    }
+}
+
+/// Backward of [`LevelOutput`]: gradients of `z`, `m` and `[W | b]`, concatenated flat.
+struct LevelOutputGrads {
+    map: Arc<LevelMap>,
+    w0: f32,
+    grad: Tensor,
+}
+
+impl CustomOp3 for LevelOutputGrads {
+    fn name(&self) -> &'static str {
+        "asmr-level-output-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let op = LevelOutput {
+            map: self.map.clone(),
+            w0: self.w0,
+        };
+        let (h, c) = op.dims(l1, l2, l3)?;
+        let (z, m, wb) = (f32s(s1, l1)?, f32s(s2, l2)?, f32s(s3, l3)?);
+        let (gs, gl) = self.grad.storage_and_layout();
+        let g = match &*gs {
+            candle_core::Storage::Cpu(s) => f32s(s, gl)?.to_vec(),
+            _ => candle_core::bail!("asmr output op: the gradient is not on the CPU"),
+        };
+        drop(gs);
+        let map = &self.map;
+        let n = map.fine_points();
+        if g.len() != n * c {
+            candle_core::bail!("asmr output op: gradient has the wrong size");
+        }
+        let (nz, nm, nw) = (map.coarse_points() * h, map.mod_points() * h, c * (h + 1));
+        let mut out = vec![0f32; nz + nm + nw];
+        let (gz_all, tail) = out.split_at_mut(nz);
+        let (gm_total, gw_total) = tail.split_at_mut(nm);
+        let rows = map.rows();
+        let fine_per_row = n / rows;
+        let coarse_per_row = map.coarse_points() / rows;
+        let threads = if n * h < 1 << 15 { 1 } else { num_threads() };
+        let g = &g;
+        let partials: Vec<(Vec<f32>, Vec<f32>)> = std::thread::scope(|s| {
+            let mut rest = gz_all;
+            let mut handles = Vec::new();
+            for r in split_range(rows, threads) {
+                let (head, tail) = rest.split_at_mut(r.len() * coarse_per_row * h);
+                rest = tail;
+                let fine = r.start * fine_per_row..r.end * fine_per_row;
+                let base = r.start * coarse_per_row;
+                let (pa, di) = (&map.parent()[fine.clone()], &map.digit()[fine.clone()]);
+                let gslice = &g[fine.start * c..fine.end * c];
+                let w0 = self.w0;
+                handles.push(s.spawn(move || {
+                    let mut gm = vec![0f32; nm];
+                    let mut gw = vec![0f32; nw];
+                    let mut scratch = vec![0f32; 3 * h];
+                    bwd_points(
+                        z,
+                        m,
+                        wb,
+                        gslice,
+                        pa,
+                        di,
+                        base,
+                        head,
+                        &mut gm,
+                        &mut gw,
+                        &mut scratch,
+                        h,
+                        c,
+                        w0,
+                    );
+                    (gm, gw)
+                }));
+            }
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("output backward worker panicked"))
+                .collect()
+        });
+        for (gm, gw) in partials {
+            for (t, v) in gm_total.iter_mut().zip(gm) {
+                *t += v;
+            }
+            for (t, v) in gw_total.iter_mut().zip(gw) {
+                *t += v;
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from(nz + nm + nw)))
+    }
+}
