@@ -13,8 +13,8 @@ use super::{num_threads, split_range};
 const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
 const INV_PI: f32 = std::f32::consts::FRAC_1_PI;
 const PI_A: f32 = 3.140625; // 8 significant bits
-const PI_B: f32 = 9.675_025_939_941_406e-4; // 4058 / 2^22, 12 significant bits
-const PI_C: f32 = 1.509_957_99e-7; // pi - PI_A - PI_B
+const PI_B: f32 = 4058.0 / 4_194_304.0; // 4058 / 2^22, 12 significant bits
+const PI_C: f32 = (std::f64::consts::PI - 3.140625 - 4058.0 / 4_194_304.0) as f32; // the rest
 const S3: f32 = -1.0 / 6.0;
 const S5: f32 = 1.0 / 120.0;
 const S7: f32 = -1.0 / 5040.0;
