@@ -164,6 +164,65 @@ impl MultiResGrid {
     }
 }
 
+/// The distinct level cells a batch of samples touches, coarse to fine, for the deduplicated
+/// forward: each cell's activation is computed once and shared by the samples under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchCells {
+    /// One entry per transition `l -> l + 1`: for every distinct level-`(l+1)` cell, its parent
+    /// (a level-`l` cell: for `l = 0` a row of the level-0 grid, otherwise an index into the
+    /// previous transition's cells) and its digit row in the level-`(l+1)` grid. Sorted by
+    /// `(parent, digit)`, so parents are non-decreasing.
+    pub links: Vec<(Vec<u32>, Vec<u32>)>,
+    /// For every sample, its finest cell (index into the last transition's cells, or into the
+    /// level-0 grid for a one-level grid).
+    pub sample_cell: Vec<u32>,
+}
+
+impl MultiResGrid {
+    /// Row of index `x`'s level-`l` digits in [`MultiResGrid::level_grid`].
+    fn digit_row(&self, l: usize, x: &[u32]) -> u32 {
+        let mut r = 0usize;
+        for (a, &xa) in x.iter().enumerate() {
+            r = r * self.bases[a][l] + self.digit(a, l, xa as usize);
+        }
+        r as u32
+    }
+
+    /// Group a batch of grid indices (`[n, d]` row-major) into its distinct level cells.
+    pub fn batch_cells(&self, idx: &[u32]) -> BatchCells {
+        let d = self.dims();
+        let n = idx.len() / d;
+        let mut cell: Vec<u32> = idx.chunks_exact(d).map(|x| self.digit_row(0, x)).collect();
+        let mut links = Vec::with_capacity(self.levels().saturating_sub(1));
+        let mut keyed: Vec<(u64, u32)> = Vec::with_capacity(n);
+        for l in 1..self.levels() {
+            keyed.clear();
+            keyed.extend(idx.chunks_exact(d).enumerate().map(|(p, x)| {
+                (
+                    ((cell[p] as u64) << 32) | self.digit_row(l, x) as u64,
+                    p as u32,
+                )
+            }));
+            keyed.sort_unstable();
+            let (mut parent, mut digit) = (Vec::new(), Vec::new());
+            let mut last = u64::MAX;
+            for &(key, p) in &keyed {
+                if key != last {
+                    parent.push((key >> 32) as u32);
+                    digit.push(key as u32);
+                    last = key;
+                }
+                cell[p as usize] = (parent.len() - 1) as u32;
+            }
+            links.push((parent, digit));
+        }
+        BatchCells {
+            links,
+            sample_cell: cell,
+        }
+    }
+}
+
 fn unit_coord(digit: usize, base: usize) -> f32 {
     if base <= 1 {
         0.0
@@ -330,6 +389,19 @@ mod tests {
         // A prime is never kept as one huge base.
         let (m, _) = auto_bases(451, 4);
         assert_ne!(m, 451);
+    }
+
+    #[test]
+    fn batch_cells_share_coarse_cells() {
+        let g = MultiResGrid::new(&[8, 4], vec![vec![2, 4], vec![2, 2]]).unwrap();
+        // (0,0) and (3,1) share the level-0 cell (digits 0,0); (7,3) does not; (3,1) twice.
+        let idx = [0u32, 0, 3, 1, 7, 3, 3, 1];
+        let b = g.batch_cells(&idx);
+        assert_eq!(b.links.len(), 1);
+        let (parent, digit) = &b.links[0];
+        assert_eq!(parent, &vec![0, 0, 3]);
+        assert_eq!(digit, &vec![0, 7, 7]);
+        assert_eq!(b.sample_cell, vec![0, 1, 2, 1]);
     }
 
     #[test]

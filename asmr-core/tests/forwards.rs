@@ -103,6 +103,82 @@ fn check_agreement(shape: &[usize], channels: usize, bases: Vec<Vec<usize>>) {
     }
 }
 
+/// The deduplicated batch forward (fused and plain) equals the per-sample forward on a random batch
+/// with repeated samples, in value and gradient.
+fn check_batch(shape: &[usize], channels: usize, bases: Vec<Vec<usize>>, n: usize) {
+    let dev = Device::Cpu;
+    let mut rng = asmr_core::rng::Rng::new(11);
+    let mut idx: Vec<u32> = (0..n)
+        .flat_map(|_| {
+            shape
+                .iter()
+                .map(|&s| rng.below(s) as u32)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let d = shape.len();
+    let dup: Vec<u32> = idx[..d * (n / 4)].to_vec();
+    idx.extend(dup);
+    let total = idx.len() / d;
+    for kind in [ModulatorKind::Linear, ModulatorKind::Nonlinear] {
+        let mut cfg = net(bases[0].len(), 32, bases.clone());
+        cfg.modulator = kind;
+        let store = ParamStore::seeded(5);
+        let model = Asmr::new(
+            &ModelContext::new(cfg, shape, channels),
+            store.var_builder(&dev),
+        )
+        .unwrap();
+        let outs = [
+            ("fused", model.forward_dedup(&idx, true).unwrap()),
+            ("plain", model.forward_dedup(&idx, false).unwrap()),
+            ("per-sample", model.forward_per_sample(&idx).unwrap()),
+        ];
+        let w = Tensor::rand(-1f32, 1f32, (total, channels), &dev).unwrap();
+        let grads: Vec<_> = outs
+            .iter()
+            .map(|(_, o)| (o * &w).unwrap().sum_all().unwrap().backward().unwrap())
+            .collect();
+        for (k, (what, o)) in outs.iter().enumerate().take(2) {
+            assert_eq!(o.dims(), &[total, channels]);
+            let diff = max_diff(o, &outs[2].1);
+            assert!(
+                diff <= 1e-4,
+                "{shape:?} {kind:?} {what}: outputs differ by {diff}"
+            );
+            for (name, var) in store.vars() {
+                let r = grads[2].get(&var).unwrap();
+                let scale = r
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    .max(1.0);
+                let dg = max_diff(grads[k].get(&var).unwrap(), r);
+                assert!(
+                    dg / scale <= 1e-4,
+                    "{what} {kind:?}: grad of {name} differs by {dg}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn deduplicated_batches_match_per_sample() {
+    check_batch(&[64, 48], 3, vec![vec![4, 4, 4], vec![4, 3, 4]], 3000);
+    check_batch(&[300], 1, vec![vec![5, 6, 10]], 500);
+    check_batch(
+        &[6, 8, 10],
+        2,
+        vec![vec![2, 3], vec![2, 4], vec![5, 2]],
+        200,
+    );
+    check_batch(&[5, 7], 1, vec![vec![5], vec![7]], 30);
+}
+
 #[test]
 fn large_enough_for_the_threaded_kernels() {
     // 64 x 96 x 32 hidden values per level exceed the single-thread threshold of the kernels.

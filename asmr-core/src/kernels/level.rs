@@ -4,6 +4,7 @@
 //! (gradient of `z`) and over the tiles (gradient of `m`). No upsampled tensor is materialised
 //! besides the output.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
@@ -21,9 +22,18 @@ pub struct LevelMap {
     digit: Vec<u32>,
     coarse_points: usize,
     mod_points: usize,
-    /// Coarse cells along axis 0; fine points under coarse row `k` of axis 0 are contiguous and their
-    /// parents are too, so threads split on it and write disjoint parts of the `z` gradient.
-    rows: usize,
+    /// How the fine points may be split between threads so that each thread owns a disjoint range
+    /// of coarse cells (and so writes a disjoint part of the `z` gradient).
+    split: Split,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Split {
+    /// Full grid, raster order: the fine points under coarse row `k` of axis 0 are contiguous and so
+    /// are their parents; `rows` is the number of coarse rows.
+    Rows(usize),
+    /// Parents are non-decreasing (a deduplicated batch): split where the parent changes.
+    SortedParents,
 }
 
 impl LevelMap {
@@ -53,7 +63,77 @@ impl LevelMap {
             digit,
             coarse_points: grid.resolution(i),
             mod_points: grid.level_points(i + 1),
-            rows: cur[0],
+            split: Split::Rows(cur[0]),
+        }
+    }
+
+    /// A map over arbitrary links: fine point `p` sits under coarse cell `parent[p]` and takes
+    /// modulation row `digit[p]`. `parent` must be non-decreasing.
+    pub fn from_links(
+        parent: Vec<u32>,
+        digit: Vec<u32>,
+        coarse_points: usize,
+        mod_points: usize,
+    ) -> Result<Self> {
+        if parent.len() != digit.len()
+            || parent.windows(2).any(|w| w[0] > w[1])
+            || parent.last().is_some_and(|&p| p as usize >= coarse_points)
+            || digit.iter().any(|&d| d as usize >= mod_points)
+        {
+            candle_core::bail!("asmr level map: links out of range or parents not sorted");
+        }
+        Ok(Self {
+            parent,
+            digit,
+            coarse_points,
+            mod_points,
+            split: Split::SortedParents,
+        })
+    }
+
+    /// Up to `threads` pieces `(fine range, coarse range)`: the coarse ranges partition all coarse
+    /// cells, and every fine point's parent lies in its piece's coarse range.
+    pub fn chunks(&self, threads: usize) -> Vec<(Range<usize>, Range<usize>)> {
+        let n = self.fine_points();
+        match self.split {
+            Split::Rows(rows) => {
+                let (fine_per_row, coarse_per_row) = (n / rows, self.coarse_points / rows);
+                split_range(rows, threads)
+                    .into_iter()
+                    .map(|r| {
+                        (
+                            r.start * fine_per_row..r.end * fine_per_row,
+                            r.start * coarse_per_row..r.end * coarse_per_row,
+                        )
+                    })
+                    .collect()
+            }
+            Split::SortedParents => {
+                let mut cuts = vec![0usize];
+                for t in 1..threads.max(1) {
+                    let mut pos = (t * n / threads).max(*cuts.last().unwrap_or(&0));
+                    while pos > 0 && pos < n && self.parent[pos] == self.parent[pos - 1] {
+                        pos += 1;
+                    }
+                    if pos > *cuts.last().unwrap_or(&0) && pos < n {
+                        cuts.push(pos);
+                    }
+                }
+                cuts.push(n);
+                let coarse_at = |i: usize, pos: usize| {
+                    if i == 0 {
+                        0
+                    } else if pos >= n {
+                        self.coarse_points
+                    } else {
+                        self.parent[pos] as usize
+                    }
+                };
+                cuts.windows(2)
+                    .enumerate()
+                    .map(|(i, w)| (w[0]..w[1], coarse_at(i, w[0])..coarse_at(i + 1, w[1])))
+                    .collect()
+            }
         }
     }
 
@@ -67,10 +147,6 @@ impl LevelMap {
 
     pub fn mod_points(&self) -> usize {
         self.mod_points
-    }
-
-    pub fn rows(&self) -> usize {
-        self.rows
     }
 
     pub fn parent(&self) -> &[u32] {
@@ -246,20 +322,14 @@ impl CustomOp3 for LevelBwd {
         let (nz, nm) = (map.coarse_points * h, map.mod_points * h);
         let mut out = vec![0f32; nz + nm];
         let (gz_all, gm_total) = out.split_at_mut(nz);
-        // Threads take whole coarse rows of axis 0: disjoint fine ranges and disjoint parents.
-        let rows = map.rows;
-        let fine_per_row = n / rows;
-        let coarse_per_row = map.coarse_points / rows;
         let threads = if n * h < 1 << 15 { 1 } else { num_threads() };
-        let parts = split_range(rows, threads);
         let partial_gm: Vec<Vec<f32>> = std::thread::scope(|s| {
             let mut rest = gz_all;
             let mut handles = Vec::new();
-            for r in parts {
-                let (head, tail) = rest.split_at_mut(r.len() * coarse_per_row * h);
+            for (fine, coarse) in map.chunks(threads) {
+                let (head, tail) = rest.split_at_mut(coarse.len() * h);
                 rest = tail;
-                let fine = r.start * fine_per_row..r.end * fine_per_row;
-                let base = r.start * coarse_per_row;
+                let base = coarse.start;
                 let (pa, di) = (&map.parent[fine.clone()], &map.digit[fine.clone()]);
                 let gslice = &g[fine.start * h..fine.end * h];
                 let w0 = self.w0;

@@ -241,19 +241,15 @@ impl CustomOp3 for LevelOutputGrads {
         let mut out = vec![0f32; nz + nm + nw];
         let (gz_all, tail) = out.split_at_mut(nz);
         let (gm_total, gw_total) = tail.split_at_mut(nm);
-        let rows = map.rows();
-        let fine_per_row = n / rows;
-        let coarse_per_row = map.coarse_points() / rows;
         let threads = if n * h < 1 << 15 { 1 } else { num_threads() };
         let g = &g;
         let partials: Vec<(Vec<f32>, Vec<f32>)> = std::thread::scope(|s| {
             let mut rest = gz_all;
             let mut handles = Vec::new();
-            for r in split_range(rows, threads) {
-                let (head, tail) = rest.split_at_mut(r.len() * coarse_per_row * h);
+            for (fine, coarse) in map.chunks(threads) {
+                let (head, tail) = rest.split_at_mut(coarse.len() * h);
                 rest = tail;
-                let fine = r.start * fine_per_row..r.end * fine_per_row;
-                let base = r.start * coarse_per_row;
+                let base = coarse.start;
                 let (pa, di) = (&map.parent()[fine.clone()], &map.digit()[fine.clone()]);
                 let gslice = &g[fine.start * c..fine.end * c];
                 let w0 = self.w0;

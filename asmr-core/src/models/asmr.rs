@@ -110,6 +110,48 @@ impl Asmr {
         Ok(z)
     }
 
+    /// Deduplicated forward of a batch of grid indices: every distinct level cell the batch touches
+    /// is computed once and shared by the samples under it (exact: same values and gradients as
+    /// the per-sample forward). Fused kernels on the CPU, candle gathers elsewhere.
+    pub fn forward_dedup(&self, idx: &[u32], fused: bool) -> candle_core::Result<Tensor> {
+        let dev = self.level_grids[0].device();
+        let fused = fused && dev.is_cpu();
+        let cells = self.grid.batch_cells(idx);
+        let select = Tensor::from_vec(cells.sample_cell.clone(), cells.sample_cell.len(), dev)?;
+        let mut z = self.backbone[0].forward(&self.level_grids[0])?;
+        let last = cells.links.len();
+        if last == 0 {
+            return z.index_select(&select, 0);
+        }
+        let mut coarse = self.grid.level_points(0);
+        for (i, (parent, digit)) in cells.links.into_iter().enumerate() {
+            let m = self.modulators[i].forward(&self.level_grids[i + 1])?;
+            let cells_here = parent.len();
+            let layer = &self.backbone[i + 1];
+            if fused {
+                let map = Arc::new(LevelMap::from_links(
+                    parent,
+                    digit,
+                    coarse,
+                    self.grid.level_points(i + 1),
+                )?);
+                z = if i + 1 == last {
+                    let bias = layer.bias().expect("SIREN layers have biases");
+                    level_output(&z, &m, layer.weight(), bias, &map, self.w0)?
+                } else {
+                    layer.forward(&level_forward(&z, &m, &map, self.w0)?)?
+                };
+            } else {
+                let pt = Tensor::from_vec(parent, cells_here, dev)?;
+                let dt = Tensor::from_vec(digit, cells_here, dev)?;
+                let s = (z.index_select(&pt, 0)? + m.index_select(&dt, 0)?)?;
+                z = layer.forward(&sine_plain(&s, self.w0)?)?;
+            }
+            coarse = cells_here;
+        }
+        z.index_select(&select, 0)
+    }
+
     /// Per-sample forward: decompose every index and run the layers sample by sample.
     pub fn forward_per_sample(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
         let d = self.grid.dims();
@@ -233,7 +275,7 @@ impl Model for Asmr {
     }
 
     fn forward_points(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
-        self.forward_per_sample(idx)
+        self.forward_dedup(idx, true)
     }
 
     fn grid(&self) -> Option<&MultiResGrid> {
