@@ -112,13 +112,16 @@ struct ProfileArgs {
 
 #[derive(Args)]
 struct BenchArgs {
+    /// Run the standard suite (every case of BENCHMARKS.md) and print a Markdown table.
+    #[arg(long)]
+    suite: bool,
     /// Signal shape, e.g. 512,512.
     #[arg(long, value_delimiter = ',', default_value = "512,512")]
     shape: Vec<usize>,
     #[arg(long, default_value_t = 1)]
     channels: usize,
-    /// Models to time, in order (each with the same net config).
-    #[arg(long, value_delimiter = ',', default_value = "asmr,siren")]
+    /// Models to time, in order: asmr, asmr-plain (fused kernels off), siren.
+    #[arg(long, value_delimiter = ',', default_value = "asmr,asmr-plain,siren")]
     models: Vec<String>,
     /// Preset giving the net config (layers, hidden, bases...).
     #[arg(long, default_value = "low-mac-4")]
@@ -126,6 +129,9 @@ struct BenchArgs {
     /// Override one key, e.g. --set net.hidden=128 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Random minibatches of N samples instead of full-grid steps.
+    #[arg(long)]
+    batch: Option<usize>,
     /// Timed repeats per measurement (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     repeats: usize,
@@ -374,56 +380,157 @@ fn profile(args: ProfileArgs) -> Result<()> {
     Ok(())
 }
 
+/// One benchmark table: a signal shape and the net config every model shares.
+struct BenchSpec {
+    title: String,
+    shape: Vec<usize>,
+    channels: usize,
+    preset: String,
+    set: Vec<String>,
+    batch: Option<usize>,
+    models: Vec<String>,
+}
+
 fn bench(args: BenchArgs) -> Result<()> {
-    use asmr_core::bench::{bench_model, synthetic_signal};
     if args.repeats == 0 {
         bail!("--repeats must be at least 1");
     }
     let device = parse_device(&args.device)?;
-    let signal = synthetic_signal(&args.shape, args.channels)?;
+    let all = ["asmr", "asmr-plain", "siren"].map(String::from).to_vec();
+    let spec =
+        |title: &str, shape: &[usize], c: usize, preset: &str, set: &[&str], batch| BenchSpec {
+            title: title.into(),
+            shape: shape.to_vec(),
+            channels: c,
+            preset: preset.into(),
+            set: set.iter().map(|s| s.to_string()).collect(),
+            batch,
+            models: all.clone(),
+        };
+    let specs = if args.suite {
+        vec![
+            spec(
+                "512 x 512 gray, 4 x 256 [4,4,4,8] (low-mac-4)",
+                &[512, 512],
+                1,
+                "low-mac-4",
+                &[],
+                None,
+            ),
+            spec(
+                "512 x 512 gray, 7 x 256 [2,2,2,2,2,2,8] (low-mac-1)",
+                &[512, 512],
+                1,
+                "low-mac-1",
+                &[],
+                None,
+            ),
+            spec(
+                "768 x 512 RGB, kodak preset",
+                &[512, 768],
+                3,
+                "kodak",
+                &[],
+                None,
+            ),
+            spec(
+                "32,000-sample audio, 4 x 128 [10,10,16,20]",
+                &[32000],
+                1,
+                "image",
+                &[
+                    "net.hidden=128",
+                    "net.bases=[10,10,16,20]",
+                    "net.coord_range=5",
+                ],
+                None,
+            ),
+            spec(
+                "2^18-sample minibatch of a 2268 x 1512 RGB image, 6 x 512, automatic bases",
+                &[1512, 2268],
+                3,
+                "image",
+                &["net.layers=6", "net.hidden=512"],
+                Some(1 << 18),
+            ),
+        ]
+    } else {
+        vec![BenchSpec {
+            title: format!(
+                "{:?} x {}, preset {}",
+                args.shape, args.channels, args.preset
+            ),
+            shape: args.shape.clone(),
+            channels: args.channels,
+            preset: args.preset.clone(),
+            set: args.set.clone(),
+            batch: args.batch,
+            models: args.models.clone(),
+        }]
+    };
+    println!(
+        "{} timed repeats after one warm-up, medians; {} kernel threads",
+        args.repeats,
+        asmr_core::kernels::num_threads()
+    );
+    for spec in specs {
+        bench_table(&spec, args.repeats, &device, args.json)?;
+    }
+    Ok(())
+}
+
+fn bench_table(spec: &BenchSpec, repeats: usize, device: &Device, json: bool) -> Result<()> {
+    use asmr_core::bench::{bench_model, synthetic_signal, BenchCase};
+    let signal = synthetic_signal(&spec.shape, spec.channels)?;
     let mut results = Vec::new();
-    for model in &args.models {
+    for name in &spec.models {
+        let (model, fused) = match name.as_str() {
+            "asmr-plain" => ("asmr", false),
+            other => (other, true),
+        };
         let mut builder = ConfigBuilder::new();
-        builder.merge_yaml(find_preset(&args.preset)?.yaml, &args.preset)?;
-        for pair in &args.set {
+        builder.merge_yaml(find_preset(&spec.preset)?.yaml, &spec.preset)?;
+        for pair in &spec.set {
             builder.set_pair(pair)?;
         }
         builder.set("model", model)?;
         let config = builder.build()?;
-        eprintln!("timing {model} ...");
-        let r = bench_model(&config, &signal, args.repeats, &device)?;
-        if args.json {
+        eprintln!("{}: timing {name} ...", spec.title);
+        let case = BenchCase {
+            config,
+            batch: spec.batch,
+            fused,
+        };
+        let r = bench_model(&case, &signal, repeats, device)?;
+        if json {
             println!("{}", serde_json::to_string(&r)?);
         }
         results.push(r);
     }
-    if !args.json {
-        let base = &results[0];
+    if json {
+        return Ok(());
+    }
+    let base = &results[0];
+    let what = if spec.batch.is_some() {
+        "batch"
+    } else {
+        "full grid"
+    };
+    println!("\n**{}** ({what})\n", spec.title);
+    println!("| model | params | MACs/sample | train step (s) | x {} | inference (s) | x {} | peak RSS |", base.model, base.model);
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &results {
         println!(
-            "shape {:?} x {}, preset {}, {} repeats, medians ({} threads)",
-            args.shape,
-            args.channels,
-            args.preset,
-            args.repeats,
-            asmr_core::kernels::num_threads()
+            "| {} | {} | {:.1} | {:.4} | {:.1} | {:.4} | {:.1} | {:.0} MB |",
+            r.model,
+            r.params,
+            r.macs_per_sample,
+            r.step_median(),
+            r.step_median() / base.step_median(),
+            r.infer_median(),
+            r.infer_median() / base.infer_median(),
+            r.peak_rss_bytes.unwrap_or(0) as f64 / 1e6
         );
-        println!(
-            "{:<8} {:>9} {:>12} {:>11} {:>9} {:>11} {:>9} {:>10}",
-            "model", "params", "MACs/sample", "step (s)", "ratio", "infer (s)", "ratio", "peak RSS"
-        );
-        for r in &results {
-            println!(
-                "{:<8} {:>9} {:>12.1} {:>11.4} {:>9.3} {:>11.4} {:>9.3} {:>8.0}MB",
-                r.model,
-                r.params,
-                r.macs_per_sample,
-                r.step_median(),
-                r.step_median() / base.step_median(),
-                r.infer_median(),
-                r.infer_median() / base.infer_median(),
-                r.peak_rss_bytes.unwrap_or(0) as f64 / 1e6
-            );
-        }
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use serde::Serialize;
 
 use crate::config::Config;
@@ -68,34 +68,78 @@ pub fn synthetic_signal(shape: &[usize], channels: usize) -> Result<Signal> {
     )
 }
 
-/// Time `repeats` training steps (after one warm-up) and `repeats` inferences of `config`'s model.
+/// What to time: a model config on a signal, over the full grid or on random minibatches, with
+/// the fused kernels or the plain candle graph.
+#[derive(Debug, Clone)]
+pub struct BenchCase {
+    pub config: Config,
+    /// Samples per training step; `None` for full-grid steps.
+    pub batch: Option<usize>,
+    pub fused: bool,
+}
+
+/// Time `repeats` training steps (after one warm-up) and `repeats` inferences (the full grid, or
+/// one batch). Peak RSS is measured from the start of the case.
 pub fn bench_model(
-    config: &Config,
+    case: &BenchCase,
     signal: &Signal,
     repeats: usize,
     device: &Device,
 ) -> Result<BenchResult> {
+    crate::kernels::set_enabled(case.fused);
+    let result = bench_inner(case, signal, repeats, device);
+    crate::kernels::set_enabled(true);
+    result
+}
+
+fn bench_inner(
+    case: &BenchCase,
+    signal: &Signal,
+    repeats: usize,
+    device: &Device,
+) -> Result<BenchResult> {
+    reset_peak_rss();
+    let config = &case.config;
     let built = build_model(config, &signal.info, device)?;
     let profile = built.profile()?;
     let mut trainer = Trainer::new(&built, signal, &config.train)?;
-    trainer.step()?;
+    let batch = case
+        .batch
+        .map(|n| random_batch(signal, n, device))
+        .transpose()?;
+    let step = |t: &mut Trainer| -> Result<()> {
+        match &batch {
+            Some((idx, target)) => t.step_points(idx, target).map(|_| ()),
+            None => t.step().map(|_| ()),
+        }
+    };
+    step(&mut trainer)?;
     let mut step_seconds = Vec::with_capacity(repeats);
     for _ in 0..repeats {
         let t = Instant::now();
-        trainer.step()?;
+        step(&mut trainer)?;
         device.synchronize()?;
         step_seconds.push(t.elapsed().as_secs_f64());
     }
     let mut infer_seconds = Vec::with_capacity(repeats);
     for _ in 0..repeats {
         let t = Instant::now();
-        let out = built.model.forward_grid()?.detach();
+        let out = match &batch {
+            Some((idx, _)) => built.model.forward_points(idx)?,
+            None => built.model.forward_grid()?,
+        }
+        .detach();
         device.synchronize()?;
         infer_seconds.push(t.elapsed().as_secs_f64());
         drop(out);
     }
+    let model = if case.fused || config.model != "asmr" {
+        config.model.clone()
+    } else {
+        format!("{} (plain)", config.model)
+    };
     Ok(BenchResult {
-        model: config.model.clone(),
+        model,
         shape: signal.info.shape.clone(),
         channels: signal.info.channels,
         params: profile.params,
@@ -104,6 +148,30 @@ pub fn bench_model(
         infer_seconds,
         peak_rss_bytes: peak_rss(),
     })
+}
+
+/// `n` uniformly random grid indices of the signal (seeded) and their target rows.
+fn random_batch(signal: &Signal, n: usize, device: &Device) -> Result<(Vec<u32>, Tensor)> {
+    let shape = &signal.info.shape;
+    let c = signal.info.channels;
+    let mut rng = crate::rng::Rng::new(7);
+    let mut idx = Vec::with_capacity(n * shape.len());
+    let mut rows = Vec::with_capacity(n * c);
+    for _ in 0..n {
+        let mut flat = 0usize;
+        for &s in shape {
+            let x = rng.below(s);
+            idx.push(x as u32);
+            flat = flat * s + x;
+        }
+        rows.extend_from_slice(&signal.data[flat * c..(flat + 1) * c]);
+    }
+    Ok((idx, Tensor::from_vec(rows, (n, c), device)?))
+}
+
+/// Reset the kernel's peak-RSS counter for this process (Linux; ignored elsewhere).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// The process's peak resident set size (Linux `VmHWM`), if known.

@@ -121,16 +121,29 @@ impl<'a> Trainer<'a> {
         self.step >= self.config.iterations
     }
 
-    /// One full-grid optimisation step.
+    /// One full-grid optimisation step; its PSNR is the whole signal's, so it updates the best step.
     pub fn step(&mut self) -> Result<StepRecord> {
+        let out = self.model.model.forward_grid()?;
+        let target = self.target.clone();
+        self.optimise(&out, &target, true)
+    }
+
+    /// One optimisation step on a batch of grid indices (`[n, d]` row-major) with their target
+    /// rows (`[n, c]`). The PSNR it reports is the batch's; best-step tracking is left to a
+    /// whole-signal evaluation.
+    pub fn step_points(&mut self, idx: &[u32], target: &Tensor) -> Result<StepRecord> {
+        let out = self.model.model.forward_points(idx)?;
+        self.optimise(&out, target, false)
+    }
+
+    fn optimise(&mut self, out: &Tensor, target: &Tensor, track_best: bool) -> Result<StepRecord> {
         let lr = cosine_lr(
             self.step,
             self.config.iterations,
             self.config.lr,
             self.config.lr_min,
         );
-        let out = self.model.model.forward_grid()?;
-        let loss = (&out - &self.target)?.sqr()?.mean_all()?;
+        let loss = (out - target)?.sqr()?.mean_all()?;
         let loss_value = loss.to_scalar::<f32>()?;
         let record_step = self.step + 1;
         if !loss_value.is_finite() {
@@ -139,12 +152,12 @@ impl<'a> Trainer<'a> {
                 loss: loss_value,
             });
         }
-        let clamped_mse = (out.detach().clamp(0f32, 1f32)? - &self.target)?
+        let clamped_mse = (out.detach().clamp(0f32, 1f32)? - target)?
             .sqr()?
             .mean_all()?
             .to_scalar::<f32>()? as f64;
         let psnr = psnr_from_mse(clamped_mse, 1.0);
-        if psnr > self.best_psnr {
+        if track_best && psnr > self.best_psnr {
             self.best_psnr = psnr;
             self.best_step = record_step;
             self.best_params = self.model.params.snapshot()?;

@@ -7,7 +7,20 @@ pub mod level;
 pub mod output;
 pub mod sine;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Whether models use the fused kernels where they can (on by default). Benchmarks switch them off
+/// to time the plain candle graph that computes the same thing.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
 
 /// Keep freed memory in the process for reuse. A full-grid step allocates and frees activation
 /// buffers of hundreds of MB; glibc serves those with `mmap` and returns them on free, so every

@@ -194,7 +194,7 @@ impl CustomOp2 for SineBwd {
 
 /// `sin(w0 * x)`: the fused kernel on the CPU for f32, candle's own ops elsewhere.
 pub fn sine(x: &Tensor, w0: f64) -> Result<Tensor> {
-    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+    if super::enabled() && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
         x.contiguous()?.apply_op1(Sine { w0: w0 as f32 })
     } else {
         x.affine(w0, 0.0)?.sin()

@@ -85,6 +85,9 @@ impl Asmr {
         let Some((last, inner)) = self.level_maps.split_last() else {
             return self.forward_full_grid_plain();
         };
+        if !crate::kernels::enabled() {
+            return self.forward_full_grid_plain();
+        }
         let mut z = self.backbone[0].forward(&self.level_grids[0])?;
         for (i, map) in inner.iter().enumerate() {
             let m = self.modulators[i].forward(&self.level_grids[i + 1])?;
@@ -115,7 +118,7 @@ impl Asmr {
     /// the per-sample forward). Fused kernels on the CPU, candle gathers elsewhere.
     pub fn forward_dedup(&self, idx: &[u32], fused: bool) -> candle_core::Result<Tensor> {
         let dev = self.level_grids[0].device();
-        let fused = fused && dev.is_cpu();
+        let fused = fused && dev.is_cpu() && crate::kernels::enabled();
         let cells = self.grid.batch_cells(idx);
         let select = Tensor::from_vec(cells.sample_cell.clone(), cells.sample_cell.len(), dev)?;
         let mut z = self.backbone[0].forward(&self.level_grids[0])?;
