@@ -3,11 +3,12 @@
 
 mod common;
 
-use asmr_core::candle_core::{Device, Tensor};
+use asmr_core::candle_core::Device;
 use asmr_core::config::ConfigBuilder;
 use asmr_core::models::asmr::Asmr;
 use asmr_core::models::ModelContext;
 use asmr_core::params::ParamStore;
+use common::max_diff;
 
 fn model(shape: &[usize], channels: usize, sets: &[&str]) -> Asmr {
     let mut b = ConfigBuilder::new();
@@ -17,17 +18,6 @@ fn model(shape: &[usize], channels: usize, sets: &[&str]) -> Asmr {
     let cfg = b.build().unwrap();
     let ctx = ModelContext::new(cfg.net, shape, channels);
     Asmr::new(&ctx, ParamStore::seeded(42).var_builder(&Device::Cpu)).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]

@@ -7,7 +7,7 @@ use asmr_core::candle_core::{DType, Device, Tensor};
 use asmr_core::models::{all_indices, asmr::Asmr, BuiltModel, ModelContext};
 use asmr_core::modulator::ModulatorKind;
 use asmr_core::params::ParamStore;
-use common::{devices, net};
+use common::{devices, max_diff, net};
 
 fn build(
     shape: &[usize],
@@ -21,17 +21,6 @@ fn build(
     n.modulator = modulator;
     let ctx = ModelContext::new(n, shape, channels);
     BuiltModel::new("asmr", ctx, ParamStore::seeded(3), dev).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 /// Fused activation-sharing, plain activation-sharing and per-sample forwards agree, in value and

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::sine::{cos, multiversion, sin};
-use super::{num_threads, split_range};
+use super::{add_into, cpu_f32, split_range, threads_for};
 use crate::grid::MultiResGrid;
 
 /// Index maps of one level transition (resolution `i` to `i + 1`) of a grid.
@@ -174,17 +174,6 @@ struct LevelOp {
     w0: f32,
 }
 
-fn f32s<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(v) => v,
-        _ => candle_core::bail!("asmr level op: f32 tensors only"),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("asmr level op: inputs must be contiguous"),
-    }
-}
-
 multiversion! {
     fn fwd_rows(z: &[f32], m: &[f32], parent: &[u32], digit: &[u32], out: &mut [f32], h: usize, w0: f32) {
         for ((o, &pa), &di) in out.chunks_exact_mut(h).zip(parent).zip(digit) {
@@ -245,10 +234,13 @@ impl CustomOp2 for LevelOp {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let h = self.check(l1, l2)?;
-        let (z, m) = (f32s(s1, l1)?, f32s(s2, l2)?);
+        let (z, m) = (
+            cpu_f32(s1, l1, "asmr level op")?,
+            cpu_f32(s2, l2, "asmr level op")?,
+        );
         let n = self.map.fine_points();
         let mut out = vec![0f32; n * h];
-        let ranges = split_range(n, if n * h < 1 << 15 { 1 } else { num_threads() });
+        let ranges = split_range(n, threads_for(n * h));
         std::thread::scope(|s| {
             let mut rest = out.as_mut_slice();
             for r in ranges {
@@ -313,7 +305,11 @@ impl CustomOp3 for LevelBwd {
             w0: self.w0,
         };
         let h = op.check(l1, l2)?;
-        let (z, m, g) = (f32s(s1, l1)?, f32s(s2, l2)?, f32s(s3, l3)?);
+        let (z, m, g) = (
+            cpu_f32(s1, l1, "asmr level op")?,
+            cpu_f32(s2, l2, "asmr level op")?,
+            cpu_f32(s3, l3, "asmr level op")?,
+        );
         let map = &self.map;
         let n = map.fine_points();
         if g.len() != n * h {
@@ -322,7 +318,7 @@ impl CustomOp3 for LevelBwd {
         let (nz, nm) = (map.coarse_points * h, map.mod_points * h);
         let mut out = vec![0f32; nz + nm];
         let (gz_all, gm_total) = out.split_at_mut(nz);
-        let threads = if n * h < 1 << 15 { 1 } else { num_threads() };
+        let threads = threads_for(n * h);
         let partial_gm: Vec<Vec<f32>> = std::thread::scope(|s| {
             let mut rest = gz_all;
             let mut handles = Vec::new();
@@ -345,9 +341,7 @@ impl CustomOp3 for LevelBwd {
                 .collect()
         });
         for part in partial_gm {
-            for (t, v) in gm_total.iter_mut().zip(part) {
-                *t += v;
-            }
+            add_into(gm_total, &part);
         }
         Ok((CpuStorage::F32(out), Shape::from(nz + nm)))
     }

@@ -51,6 +51,39 @@ pub fn num_threads() -> usize {
     })
 }
 
+/// Threads worth using for `work` elementwise operations (one below a size where spawning costs
+/// more than it saves).
+pub fn threads_for(work: usize) -> usize {
+    if work < 1 << 15 {
+        1
+    } else {
+        num_threads()
+    }
+}
+
+/// The contiguous f32 data of a custom op's CPU operand.
+pub(crate) fn cpu_f32<'a>(
+    s: &'a candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let data = match s {
+        candle_core::CpuStorage::F32(v) => v,
+        _ => candle_core::bail!("{op}: f32 tensors only"),
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{op}: operands must be contiguous"),
+    }
+}
+
+/// `total += part`, elementwise (reducing per-thread partial gradients).
+pub(crate) fn add_into(total: &mut [f32], part: &[f32]) {
+    for (t, v) in total.iter_mut().zip(part) {
+        *t += v;
+    }
+}
+
 /// Split `0..n` into at most `parts` contiguous ranges of near-equal length.
 pub fn split_range(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
     let parts = parts.clamp(1, n.max(1));

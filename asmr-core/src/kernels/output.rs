@@ -10,8 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::level::LevelMap;
 use super::sine::{multiversion, sin, sin_cos};
-use super::{num_threads, split_range};
-
+use super::{add_into, cpu_f32, split_range, threads_for};
 /// `[N, c]` outputs of the last level and the output layer (`w` is `[c, h]`, `b` is `[c]`).
 pub fn level_output(
     z: &Tensor,
@@ -37,17 +36,6 @@ pub fn level_output(
 struct LevelOutput {
     map: Arc<LevelMap>,
     w0: f32,
-}
-
-fn f32s<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(v) => v,
-        _ => candle_core::bail!("asmr output op: f32 tensors only"),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("asmr output op: inputs must be contiguous"),
-    }
 }
 
 /// `sum_j a[j] * b[j]` with eight independent partial sums, so it vectorises.
@@ -153,10 +141,14 @@ impl CustomOp3 for LevelOutput {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (h, c) = self.dims(l1, l2, l3)?;
-        let (z, m, wb) = (f32s(s1, l1)?, f32s(s2, l2)?, f32s(s3, l3)?);
+        let (z, m, wb) = (
+            cpu_f32(s1, l1, "asmr output op")?,
+            cpu_f32(s2, l2, "asmr output op")?,
+            cpu_f32(s3, l3, "asmr output op")?,
+        );
         let n = self.map.fine_points();
         let mut out = vec![0f32; n * c];
-        let ranges = split_range(n, if n * h < 1 << 15 { 1 } else { num_threads() });
+        let ranges = split_range(n, threads_for(n * h));
         std::thread::scope(|s| {
             let mut rest = out.as_mut_slice();
             for r in ranges {
@@ -225,10 +217,14 @@ impl CustomOp3 for LevelOutputGrads {
             w0: self.w0,
         };
         let (h, c) = op.dims(l1, l2, l3)?;
-        let (z, m, wb) = (f32s(s1, l1)?, f32s(s2, l2)?, f32s(s3, l3)?);
+        let (z, m, wb) = (
+            cpu_f32(s1, l1, "asmr output op")?,
+            cpu_f32(s2, l2, "asmr output op")?,
+            cpu_f32(s3, l3, "asmr output op")?,
+        );
         let (gs, gl) = self.grad.storage_and_layout();
         let g = match &*gs {
-            candle_core::Storage::Cpu(s) => f32s(s, gl)?.to_vec(),
+            candle_core::Storage::Cpu(s) => cpu_f32(s, gl, "asmr output op")?.to_vec(),
             _ => candle_core::bail!("asmr output op: the gradient is not on the CPU"),
         };
         drop(gs);
@@ -241,7 +237,7 @@ impl CustomOp3 for LevelOutputGrads {
         let mut out = vec![0f32; nz + nm + nw];
         let (gz_all, tail) = out.split_at_mut(nz);
         let (gm_total, gw_total) = tail.split_at_mut(nm);
-        let threads = if n * h < 1 << 15 { 1 } else { num_threads() };
+        let threads = threads_for(n * h);
         let g = &g;
         let partials: Vec<(Vec<f32>, Vec<f32>)> = std::thread::scope(|s| {
             let mut rest = gz_all;
@@ -282,12 +278,8 @@ impl CustomOp3 for LevelOutputGrads {
                 .collect()
         });
         for (gm, gw) in partials {
-            for (t, v) in gm_total.iter_mut().zip(gm) {
-                *t += v;
-            }
-            for (t, v) in gw_total.iter_mut().zip(gw) {
-                *t += v;
-            }
+            add_into(gm_total, &gm);
+            add_into(gw_total, &gw);
         }
         Ok((CpuStorage::F32(out), Shape::from(nz + nm + nw)))
     }

@@ -8,7 +8,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
-use super::{num_threads, split_range};
+use super::{cpu_f32, split_range, threads_for};
 
 const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
 const INV_PI: f32 = std::f32::consts::FRAC_1_PI;
@@ -120,7 +120,7 @@ multiversion! {
 
 /// Run `f` over matching chunks of `out` and the inputs, on all kernel threads.
 fn par_map(n: usize, out: &mut [f32], f: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync) {
-    let ranges = split_range(n, if n < 1 << 15 { 1 } else { num_threads() });
+    let ranges = split_range(n, threads_for(n));
     std::thread::scope(|s| {
         let mut rest = out;
         for r in ranges {
@@ -130,17 +130,6 @@ fn par_map(n: usize, out: &mut [f32], f: impl Fn(std::ops::Range<usize>, &mut [f
             s.spawn(move || f(r, head));
         }
     });
-}
-
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = match s {
-        CpuStorage::F32(v) => v,
-        _ => candle_core::bail!("{what}: f32 tensors only"),
-    };
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("{what}: input must be contiguous"),
-    }
 }
 
 /// `sin(w0 * x)` with a fused backward `g * w0 * cos(w0 * x)`.
@@ -154,7 +143,7 @@ impl CustomOp1 for Sine {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s, l, "sine")?;
+        let x = cpu_f32(s, l, "sine")?;
         let mut out = vec![0f32; x.len()];
         par_map(x.len(), &mut out, |r, o| sine_chunk(&x[r], o, self.w0));
         Ok((CpuStorage::F32(out), l.shape().clone()))
@@ -182,8 +171,8 @@ impl CustomOp2 for SineBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s1, l1, "sine backward")?;
-        let g = contiguous_f32(s2, l2, "sine backward")?;
+        let x = cpu_f32(s1, l1, "sine backward")?;
+        let g = cpu_f32(s2, l2, "sine backward")?;
         let mut out = vec![0f32; x.len()];
         par_map(x.len(), &mut out, |r, o| {
             sine_bwd_chunk(&x[r.clone()], &g[r], o, self.w0)

@@ -1,7 +1,7 @@
 //! Shared helpers for asmr-core's integration tests.
 #![allow(dead_code)]
 
-use asmr_core::candle_core::Device;
+use asmr_core::candle_core::{Device, Tensor};
 use asmr_core::config::{Bases, ConfigBuilder, NetConfig};
 use asmr_core::{Signal, SignalInfo};
 
@@ -54,4 +54,16 @@ pub fn test_signal(shape: &[usize], channels: usize) -> Signal {
         data,
     )
     .unwrap()
+}
+
+/// Largest absolute elementwise difference of two tensors.
+pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
