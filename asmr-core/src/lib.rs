@@ -21,6 +21,7 @@ pub mod profile;
 pub mod registry;
 pub mod rng;
 pub mod run;
+pub mod sampler;
 pub mod signal;
 pub mod trainer;
 
