@@ -72,6 +72,15 @@ struct FitArgs {
     /// Shorthand for --set train.seed=S.
     #[arg(long)]
     seed: Option<u64>,
+    /// Minibatch training with N samples per batch (uniform grid sampler); --set train.batch=N.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Minibatch mode: passes over the signal; --set train.epochs=N.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Minibatch mode: evaluate the whole signal every N epochs; --set train.eval_every=N.
+    #[arg(long)]
+    eval_every: Option<usize>,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -247,6 +256,15 @@ fn fit(args: FitArgs) -> Result<()> {
     }
     if let Some(s) = args.seed {
         builder.set("train.seed", &s.to_string())?;
+    }
+    if let Some(b) = args.batch {
+        builder.set("train.batch", &b.to_string())?;
+    }
+    if let Some(e) = args.epochs {
+        builder.set("train.epochs", &e.to_string())?;
+    }
+    if let Some(e) = args.eval_every {
+        builder.set("train.eval_every", &e.to_string())?;
     }
     let config = builder.build()?;
     find_model(&config.model)?;

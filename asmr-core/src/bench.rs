@@ -152,21 +152,19 @@ fn bench_inner(
 
 /// `n` uniformly random grid indices of the signal (seeded) and their target rows.
 fn random_batch(signal: &Signal, n: usize, device: &Device) -> Result<(Vec<u32>, Tensor)> {
-    let shape = &signal.info.shape;
-    let c = signal.info.channels;
     let mut rng = crate::rng::Rng::new(7);
-    let mut idx = Vec::with_capacity(n * shape.len());
-    let mut rows = Vec::with_capacity(n * c);
-    for _ in 0..n {
-        let mut flat = 0usize;
-        for &s in shape {
-            let x = rng.below(s);
-            idx.push(x as u32);
-            flat = flat * s + x;
-        }
-        rows.extend_from_slice(&signal.data[flat * c..(flat + 1) * c]);
-    }
-    Ok((idx, Tensor::from_vec(rows, (n, c), device)?))
+    let idx: Vec<u32> = (0..n)
+        .flat_map(|_| {
+            signal
+                .info
+                .shape
+                .iter()
+                .map(|&s| rng.below(s) as u32)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let target = crate::run::target_rows(signal, &idx, device)?;
+    Ok((idx, target))
 }
 
 /// Reset the kernel's peak-RSS counter for this process (Linux; ignored elsewhere).

@@ -38,6 +38,19 @@ pub struct TrainConfig {
     pub lr_min: f64,
     pub seed: u64,
     pub checkpoint_every: usize,
+    pub batch: usize,
+    pub epochs: usize,
+    pub sampler_grid: Vec<usize>,
+    pub eval_every: usize,
+    pub micro_batch: usize,
+    pub grad_clip: f64,
+}
+
+impl TrainConfig {
+    /// Minibatch training (grid sampler, epochs) rather than full-grid steps.
+    pub fn minibatch(&self) -> bool {
+        self.batch > 0
+    }
 }
 
 /// `net.bases`: automatic, one list for every axis, or one list per axis.

@@ -18,6 +18,7 @@ use crate::output::write_bytes_atomic;
 use crate::params::ParamStore;
 use crate::plot::psnr_curve;
 use crate::registry::{LoadOptions, Modality};
+use crate::sampler::GridSampler;
 use crate::signal::{Signal, SignalInfo};
 use crate::trainer::{StepRecord, Trainer};
 
@@ -87,6 +88,18 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
     } = req;
     let built = build_model(&config, &signal.info, &device)?;
     let mut trainer = Trainer::new(&built, &signal, &config.train)?;
+    let sampler = if config.train.minibatch() {
+        let s = GridSampler::new(
+            &signal.info.shape,
+            &config.train.sampler_grid,
+            config.train.batch,
+            config.train.seed,
+        )?;
+        trainer.set_steps_per_epoch(s.batches_per_epoch());
+        Some(s)
+    } else {
+        None
+    };
     if let Some(path) = resume {
         let ckpt = checkpoint::load(path, &device)?;
         check_resumable(&ckpt.meta, &config, &signal, path)?;
@@ -100,14 +113,46 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
 
     let state_path = out_dir.join(STATE_FILE);
     let every = config.train.checkpoint_every;
-    trainer.run(quiet, &mut |t: &Trainer, rec: &StepRecord| {
+    let mut observe = |t: &mut Trainer, rec: &StepRecord| -> Result<()> {
         log.push(rec)?;
+        if let Some(s) = &sampler {
+            let spe = s.batches_per_epoch();
+            let epoch = t.step / spe;
+            if t.step.is_multiple_of(spe)
+                && (epoch.is_multiple_of(config.train.eval_every) || t.is_done())
+            {
+                let psnr = evaluate_psnr(&built, &signal)?;
+                t.record_evaluation(psnr)?;
+                if !quiet {
+                    eprintln!(
+                        "epoch {epoch}/{}: PSNR {psnr:.2} dB (best {:.2} dB)",
+                        config.train.epochs, t.best_psnr
+                    );
+                }
+            }
+        }
         if every > 0 && t.step.is_multiple_of(every) && !t.is_done() {
-            log.flush()?;
             t.save_state(&state_path, &config, &signal)?;
         }
         Ok(())
-    })?;
+    };
+    match &sampler {
+        None => trainer.run(quiet, &mut observe)?,
+        Some(s) => {
+            let spe = s.batches_per_epoch();
+            let mut order: Option<(usize, Vec<u32>)> = None;
+            let mut step = |t: &mut Trainer| -> Result<StepRecord> {
+                let (epoch, k) = (t.step / spe, t.step % spe);
+                if order.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                    order = Some((epoch, s.order(epoch)));
+                }
+                let idx = s.batch(&order.as_ref().expect("set above").1, k);
+                let target = target_rows(&signal, &idx, &device)?;
+                t.step_points(&idx, &target)
+            };
+            trainer.run_with(quiet, &mut step, &mut observe)?;
+        }
+    }
     log.flush()?;
     trainer.save_state(&state_path, &config, &signal)?;
 
@@ -181,12 +226,82 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
 
 /// The model's whole signal as a flat `[N * c]` buffer in the training range.
 pub fn predict(built: &BuiltModel) -> Result<Vec<f32>> {
-    Ok(built
-        .model
-        .forward_grid()?
-        .detach()
-        .flatten_all()?
-        .to_vec1::<f32>()?)
+    let mut out = Vec::with_capacity(built.context.num_samples() * built.context.channels);
+    for_each_band(built, &mut |_, band| {
+        out.extend_from_slice(band);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Samples per band when a signal is rendered in pieces.
+pub const BAND_SAMPLES: usize = 1 << 18;
+
+/// Run the model over the whole signal and hand its output to `f` band by band (whole slabs of
+/// axis 0, raster order, channels last). A signal small enough for one full-grid forward goes in
+/// one piece (for ASMR the activation-sharing forward); a larger one in bands of about
+/// [`BAND_SAMPLES`] samples through the deduplicated batch forward, so memory stays bounded.
+/// The split depends only on the model and the signal shape, so `fit` and `render` agree.
+pub fn for_each_band(
+    built: &BuiltModel,
+    f: &mut dyn FnMut(std::ops::Range<usize>, &[f32]) -> Result<()>,
+) -> Result<()> {
+    let shape = &built.context.signal_shape;
+    let n = built.context.num_samples();
+    if n <= FULL_GRID_SAMPLES {
+        let out = built.model.forward_grid()?.detach().flatten_all()?;
+        return f(0..shape[0], &out.to_vec1::<f32>()?);
+    }
+    let per_row = n / shape[0];
+    let rows = (BAND_SAMPLES / per_row).max(1);
+    for r0 in (0..shape[0]).step_by(rows) {
+        let r1 = (r0 + rows).min(shape[0]);
+        let mut sub = shape.clone();
+        sub[0] = r1 - r0;
+        let mut idx = crate::models::all_indices(&sub);
+        let d = shape.len();
+        for x in idx.chunks_exact_mut(d) {
+            x[0] += r0 as u32;
+        }
+        let out = built.model.forward_points(&idx)?.detach().flatten_all()?;
+        f(r0..r1, &out.to_vec1::<f32>()?)?;
+    }
+    Ok(())
+}
+
+/// Largest signal rendered with one full-grid forward.
+pub const FULL_GRID_SAMPLES: usize = 1 << 22;
+
+/// Whole-signal PSNR (prediction clamped to `[0, 1]`), accumulated band by band.
+pub fn evaluate_psnr(built: &BuiltModel, signal: &Signal) -> Result<f64> {
+    let c = signal.info.channels;
+    let per_row = signal.info.num_samples() / signal.info.shape[0] * c;
+    let mut sq = 0f64;
+    for_each_band(built, &mut |rows, band| {
+        let target = &signal.data[rows.start * per_row..rows.end * per_row];
+        sq += crate::metrics::clamped_mse(target, band, 0.0, 1.0) * band.len() as f64;
+        Ok(())
+    })?;
+    Ok(crate::metrics::psnr_from_mse(
+        sq / signal.data.len() as f64,
+        1.0,
+    ))
+}
+
+/// The target rows of a batch of grid indices, `[n, c]`.
+pub fn target_rows(signal: &Signal, idx: &[u32], device: &Device) -> Result<candle_core::Tensor> {
+    let shape = &signal.info.shape;
+    let c = signal.info.channels;
+    let n = idx.len() / shape.len();
+    let mut rows = Vec::with_capacity(n * c);
+    for x in idx.chunks_exact(shape.len()) {
+        let mut flat = 0usize;
+        for (a, &v) in x.iter().enumerate() {
+            flat = flat * shape[a] + v as usize;
+        }
+        rows.extend_from_slice(&signal.data[flat * c..(flat + 1) * c]);
+    }
+    Ok(candle_core::Tensor::from_vec(rows, (n, c), device)?)
 }
 
 /// Render a checkpoint: rebuild the model from the file alone and write its signal to `out`.

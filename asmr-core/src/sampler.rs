@@ -39,7 +39,11 @@ impl GridSampler {
         }
         // No more cells than samples along an axis.
         let cells: Vec<usize> = cells.iter().zip(shape).map(|(&g, &n)| g.min(n)).collect();
-        let cell_size: Vec<usize> = shape.iter().zip(&cells).map(|(&n, &g)| n.div_ceil(g)).collect();
+        let cell_size: Vec<usize> = shape
+            .iter()
+            .zip(&cells)
+            .map(|(&n, &g)| n.div_ceil(g))
+            .collect();
         let num_cells: usize = cells.iter().product();
         let volume: usize = cell_size.iter().product();
         let offsets_per_batch = (batch / num_cells).clamp(1, volume);
@@ -72,7 +76,7 @@ impl GridSampler {
 
     /// The epoch's offset order: a function of the seed and the epoch alone, so a resumed run
     /// replays the same batches.
-    fn order(&self, epoch: usize) -> Vec<u32> {
+    pub fn order(&self, epoch: usize) -> Vec<u32> {
         let mut order: Vec<u32> = (0..self.cell_volume() as u32).collect();
         let mut rng = Rng::new(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         rng.shuffle(&mut order);
@@ -86,6 +90,13 @@ impl GridSampler {
             order: self.order(epoch),
             next: 0,
         }
+    }
+
+    /// Batch `k` of the epoch whose offset order is `order`.
+    pub fn batch(&self, order: &[u32], k: usize) -> Vec<u32> {
+        let start = (k * self.offsets_per_batch).min(order.len());
+        let end = (start + self.offsets_per_batch).min(order.len());
+        self.batch_from(&order[start..end])
     }
 
     fn batch_from(&self, offsets: &[u32]) -> Vec<u32> {

@@ -40,6 +40,45 @@ impl StepRecord {
     }
 }
 
+/// Samples per chunk of a minibatch when `train.micro_batch` is 0.
+pub const DEFAULT_MICRO_BATCH: usize = 1 << 16;
+
+/// MSE loss (for the gradient) and the MSE of the prediction clamped to `[0, 1]` (for the PSNR).
+fn losses(out: &Tensor, target: &Tensor) -> Result<(Tensor, f64)> {
+    let loss = (out - target)?.sqr()?.mean_all()?;
+    let clamped = (out.detach().clamp(0f32, 1f32)? - target)?
+        .sqr()?
+        .mean_all()?
+        .to_scalar::<f32>()? as f64;
+    Ok((loss, clamped))
+}
+
+/// Scale all gradients so that their global L2 norm is at most `max_norm` (PyTorch's
+/// `clip_grad_norm_`).
+pub fn clip_grad_norm(
+    grads: &mut candle_core::backprop::GradStore,
+    vars: &[(String, candle_core::Var)],
+    max_norm: f64,
+) -> Result<f64> {
+    let mut sq = 0f64;
+    for (_, v) in vars {
+        if let Some(g) = grads.get(v) {
+            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+    }
+    let norm = sq.sqrt();
+    let scale = max_norm / (norm + 1e-6);
+    if scale < 1.0 {
+        for (_, v) in vars {
+            if let Some(g) = grads.get(v) {
+                let scaled = (g * scale)?;
+                grads.insert(v, scaled);
+            }
+        }
+    }
+    Ok(norm)
+}
+
 pub struct Trainer<'a> {
     pub model: &'a BuiltModel,
     config: TrainConfig,
@@ -52,6 +91,8 @@ pub struct Trainer<'a> {
     pub best_params: Vec<(String, Tensor)>,
     /// Training seconds before this process (a resumed run).
     pub elapsed_before: f64,
+    /// Minibatch mode: batches per epoch.
+    steps_per_epoch: Option<usize>,
     started: Instant,
 }
 
@@ -78,6 +119,7 @@ impl<'a> Trainer<'a> {
             best_step: 0,
             best_params: Vec::new(),
             elapsed_before: 0.0,
+            steps_per_epoch: None,
             started: Instant::now(),
         })
     }
@@ -104,10 +146,11 @@ impl<'a> Trainer<'a> {
         self.best_psnr = ckpt.meta.best_psnr;
         self.best_params = ckpt.group("best/");
         self.elapsed_before = ckpt.meta.elapsed_seconds;
-        if self.step > self.config.iterations {
+        if self.step > self.total_steps() {
             return Err(bad(format!(
-                "already at step {}, past train.iterations = {}",
-                self.step, self.config.iterations
+                "already at step {}, past the {} steps this config runs",
+                self.step,
+                self.total_steps()
             )));
         }
         Ok(())
@@ -118,33 +161,110 @@ impl<'a> Trainer<'a> {
     }
 
     pub fn is_done(&self) -> bool {
-        self.step >= self.config.iterations
+        self.step >= self.total_steps()
+    }
+
+    /// Switch to minibatch mode: `steps_per_epoch` batches per epoch, `train.epochs` epochs, the
+    /// learning rate stepped once per epoch.
+    pub fn set_steps_per_epoch(&mut self, steps_per_epoch: usize) {
+        self.steps_per_epoch = Some(steps_per_epoch.max(1));
+    }
+
+    /// Steps of the whole run.
+    pub fn total_steps(&self) -> usize {
+        match self.steps_per_epoch {
+            Some(spe) => spe * self.config.epochs,
+            None => self.config.iterations,
+        }
+    }
+
+    /// Epochs completed (minibatch mode).
+    pub fn epoch(&self) -> usize {
+        self.step / self.steps_per_epoch.unwrap_or(usize::MAX).max(1)
+    }
+
+    fn current_lr(&self) -> f64 {
+        let (pos, total) = match self.steps_per_epoch {
+            Some(spe) => (self.step / spe, self.config.epochs),
+            None => (self.step, self.config.iterations),
+        };
+        cosine_lr(pos, total, self.config.lr, self.config.lr_min)
     }
 
     /// One full-grid optimisation step; its PSNR is the whole signal's, so it updates the best step.
     pub fn step(&mut self) -> Result<StepRecord> {
         let out = self.model.model.forward_grid()?;
-        let target = self.target.clone();
-        self.optimise(&out, &target, true)
+        let (loss, mse) = losses(&out, &self.target)?;
+        let grads = loss.backward()?;
+        let psnr = psnr_from_mse(mse, 1.0);
+        self.apply(grads, loss.to_scalar::<f32>()?, psnr, true)
     }
 
     /// One optimisation step on a batch of grid indices (`[n, d]` row-major) with their target
-    /// rows (`[n, c]`). The PSNR it reports is the batch's; best-step tracking is left to a
-    /// whole-signal evaluation.
+    /// rows (`[n, c]`). The batch goes through the model in chunks of at most `train.micro_batch`
+    /// samples whose gradients are summed, so the step equals the whole batch's and memory stays
+    /// bounded. The PSNR it reports is the batch's; best-step tracking is left to
+    /// [`Trainer::record_evaluation`].
     pub fn step_points(&mut self, idx: &[u32], target: &Tensor) -> Result<StepRecord> {
-        let out = self.model.model.forward_points(idx)?;
-        self.optimise(&out, target, false)
+        let d = self.model.context.dims();
+        let n = idx.len() / d;
+        let chunk = match self.config.micro_batch {
+            0 => DEFAULT_MICRO_BATCH,
+            m => m,
+        };
+        let mut total: Option<candle_core::backprop::GradStore> = None;
+        let (mut loss_sum, mut mse_sum) = (0f64, 0f64);
+        let vars = self.model.params.vars();
+        for start in (0..n).step_by(chunk.max(1)) {
+            let len = chunk.min(n - start);
+            let out = self
+                .model
+                .model
+                .forward_points(&idx[start * d..(start + len) * d])?;
+            let t = target.narrow(0, start, len)?;
+            let (loss, mse) = losses(&out, &t)?;
+            let weight = len as f64 / n as f64;
+            loss_sum += loss.to_scalar::<f32>()? as f64 * weight;
+            mse_sum += mse * weight;
+            let grads = (loss * weight)?.backward()?;
+            total = Some(match total {
+                None => grads,
+                Some(mut acc) => {
+                    for (_, var) in &vars {
+                        if let Some(g) = grads.get(var) {
+                            let sum = match acc.get(var) {
+                                Some(a) => (a + g)?,
+                                None => g.clone(),
+                            };
+                            acc.insert(var, sum);
+                        }
+                    }
+                    acc
+                }
+            });
+        }
+        let grads = total.ok_or_else(|| Error::Invalid("an empty batch".into()))?;
+        self.apply(grads, loss_sum as f32, psnr_from_mse(mse_sum, 1.0), false)
     }
 
-    fn optimise(&mut self, out: &Tensor, target: &Tensor, track_best: bool) -> Result<StepRecord> {
-        let lr = cosine_lr(
-            self.step,
-            self.config.iterations,
-            self.config.lr,
-            self.config.lr_min,
-        );
-        let loss = (out - target)?.sqr()?.mean_all()?;
-        let loss_value = loss.to_scalar::<f32>()?;
+    /// Record a whole-signal evaluation of the current parameters (minibatch mode): the best one
+    /// so far becomes the best step.
+    pub fn record_evaluation(&mut self, psnr: f64) -> Result<()> {
+        if psnr > self.best_psnr {
+            self.best_psnr = psnr;
+            self.best_step = self.step;
+            self.best_params = self.model.params.snapshot()?;
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        mut grads: candle_core::backprop::GradStore,
+        loss_value: f32,
+        psnr: f64,
+        track_best: bool,
+    ) -> Result<StepRecord> {
         let record_step = self.step + 1;
         if !loss_value.is_finite() {
             return Err(Error::NonFinite {
@@ -152,17 +272,16 @@ impl<'a> Trainer<'a> {
                 loss: loss_value,
             });
         }
-        let clamped_mse = (out.detach().clamp(0f32, 1f32)? - target)?
-            .sqr()?
-            .mean_all()?
-            .to_scalar::<f32>()? as f64;
-        let psnr = psnr_from_mse(clamped_mse, 1.0);
         if track_best && psnr > self.best_psnr {
+            // The forward saw the parameters before this update.
             self.best_psnr = psnr;
             self.best_step = record_step;
             self.best_params = self.model.params.snapshot()?;
         }
-        let grads = loss.backward()?;
+        if self.config.grad_clip > 0.0 {
+            clip_grad_norm(&mut grads, &self.model.params.vars(), self.config.grad_clip)?;
+        }
+        let lr = self.current_lr();
         self.adam.step(&grads, lr)?;
         self.step = record_step;
         Ok(StepRecord {
@@ -179,9 +298,19 @@ impl<'a> Trainer<'a> {
     pub fn run(
         &mut self,
         quiet: bool,
-        observe: &mut dyn FnMut(&Self, &StepRecord) -> Result<()>,
+        observe: &mut dyn FnMut(&mut Self, &StepRecord) -> Result<()>,
     ) -> Result<()> {
-        let total = self.config.iterations;
+        self.run_with(quiet, &mut |t: &mut Self| t.step(), observe)
+    }
+
+    /// [`Trainer::run`] with a custom step (minibatch training).
+    pub fn run_with(
+        &mut self,
+        quiet: bool,
+        step: &mut dyn FnMut(&mut Self) -> Result<StepRecord>,
+        observe: &mut dyn FnMut(&mut Self, &StepRecord) -> Result<()>,
+    ) -> Result<()> {
+        let total = self.total_steps();
         let tty = std::io::stderr().is_terminal();
         let bar = if quiet || !tty {
             ProgressBar::hidden()
@@ -199,7 +328,7 @@ impl<'a> Trainer<'a> {
         let session_start = (self.step, Instant::now());
         let every = (total / 10).max(1);
         while !self.is_done() {
-            let rec = self.step()?;
+            let rec = step(self)?;
             let rate = (self.step - session_start.0) as f64
                 / session_start.1.elapsed().as_secs_f64().max(1e-9);
             let msg = format!(
@@ -211,7 +340,7 @@ impl<'a> Trainer<'a> {
             if !quiet && !tty && (self.step.is_multiple_of(every) || self.is_done()) {
                 eprintln!("step {}/{total}  {msg}", self.step);
             }
-            observe(self, &rec)?;
+            bar.suspend(|| observe(self, &rec))?;
         }
         bar.finish_and_clear();
         Ok(())

@@ -47,3 +47,11 @@ preset!(
     "low-mac-5",
     "512x512 gray: ASMR 3x256, [8,8,8], 10,000 steps"
 );
+preset!(
+    "megapixel",
+    "large photos: ASMR 6x512, 2^18-sample batches (16x16 grid sampler), 500 epochs"
+);
+preset!(
+    "megapixel-nonlinear",
+    "as megapixel, with nonlinear modulators"
+);
