@@ -321,3 +321,40 @@ fn bad_input_is_one_clear_line_and_no_run_folder() {
         assert!(!d.join("x.png").exists());
     }
 }
+
+#[test]
+fn minibatch_fit_runs_epochs_and_renders_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = small_photo(dir.path());
+    let args = [
+        "fit",
+        "image",
+        photo.to_str().unwrap(),
+        "--out",
+        "mb",
+        "-q",
+        "--set",
+        "net.hidden=16",
+        "--batch",
+        "70",
+        "--epochs",
+        "3",
+        "--set",
+        "train.sampler_grid=[7,10]",
+    ];
+    ok(&args, dir.path());
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("mb/metrics.json")).unwrap())
+            .unwrap();
+    // 14 x 20 pixels in 7 x 10 cells of 2 x 2: one offset per batch, 4 batches an epoch.
+    assert_eq!(m["steps"], 12);
+    assert_eq!(m["best_step"].as_u64().unwrap() % 4, 0);
+    ok(
+        &["render", "mb/model.safetensors", "--out", "r.png"],
+        dir.path(),
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("r.png")).unwrap(),
+        std::fs::read(dir.path().join("mb/reconstruction.png")).unwrap()
+    );
+}

@@ -246,14 +246,24 @@ pub fn for_each_band(
     built: &BuiltModel,
     f: &mut dyn FnMut(std::ops::Range<usize>, &[f32]) -> Result<()>,
 ) -> Result<()> {
+    for_each_band_sized(built, FULL_GRID_SAMPLES, BAND_SAMPLES, f)
+}
+
+/// [`for_each_band`] with explicit limits (tests).
+pub fn for_each_band_sized(
+    built: &BuiltModel,
+    full_grid_samples: usize,
+    band_samples: usize,
+    f: &mut dyn FnMut(std::ops::Range<usize>, &[f32]) -> Result<()>,
+) -> Result<()> {
     let shape = &built.context.signal_shape;
     let n = built.context.num_samples();
-    if n <= FULL_GRID_SAMPLES {
+    if n <= full_grid_samples {
         let out = built.model.forward_grid()?.detach().flatten_all()?;
         return f(0..shape[0], &out.to_vec1::<f32>()?);
     }
     let per_row = n / shape[0];
-    let rows = (BAND_SAMPLES / per_row).max(1);
+    let rows = (band_samples / per_row).max(1);
     for r0 in (0..shape[0]).step_by(rows) {
         let r1 = (r0 + rows).min(shape[0]);
         let mut sub = shape.clone();

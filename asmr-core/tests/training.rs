@@ -156,3 +156,107 @@ fn corrupt_checkpoints_are_reported() {
     assert!(checkpoint::load(&p, &dev).is_err());
     assert!(checkpoint::load(dir.path(), &dev).is_err());
 }
+
+fn minibatch_config(epochs: usize) -> Config {
+    let mut cfg = config(1, 3);
+    cfg.net.bases = asmr_core::Bases::Auto;
+    cfg.net.hidden = 32;
+    cfg.train.batch = 64;
+    cfg.train.epochs = epochs;
+    cfg.train.sampler_grid = vec![4];
+    cfg.train.micro_batch = 40; // chunks of 40 + 24: the summed gradient must equal the batch's
+    cfg
+}
+
+/// Minibatch training through the grid sampler, as `run::fit` drives it.
+fn train_epochs(
+    cfg: &Config,
+    s: &Signal,
+    stop_after: Option<usize>,
+    resume: Option<&std::path::Path>,
+) -> Trainer<'static> {
+    use asmr_core::sampler::GridSampler;
+    let dev = common::devices()[0].clone();
+    let built = Box::leak(Box::new(build_model(cfg, &s.info, &dev).unwrap()));
+    let mut t = Trainer::new(built, s, &cfg.train).unwrap();
+    let sampler = GridSampler::new(
+        &s.info.shape,
+        &cfg.train.sampler_grid,
+        cfg.train.batch,
+        cfg.train.seed,
+    )
+    .unwrap();
+    let spe = sampler.batches_per_epoch();
+    t.set_steps_per_epoch(spe);
+    if let Some(p) = resume {
+        t.resume(&checkpoint::load(p, &dev).unwrap(), p).unwrap();
+    }
+    while !t.is_done() && stop_after.is_none_or(|n| t.step < n) {
+        let order = sampler.order(t.step / spe);
+        let idx = sampler.batch(&order, t.step % spe);
+        let target = asmr_core::run::target_rows(s, &idx, &dev).unwrap();
+        t.step_points(&idx, &target).unwrap();
+        if t.step % spe == 0 {
+            let psnr = asmr_core::run::evaluate_psnr(built, s).unwrap();
+            t.record_evaluation(psnr).unwrap();
+        }
+    }
+    t
+}
+
+#[test]
+fn minibatch_epochs_learn_and_resume_exactly() {
+    let s = test_signal(&[16, 16], 1);
+    let cfg = minibatch_config(30);
+    let initial = {
+        let built = build_model(&cfg, &s.info, &common::devices()[0]).unwrap();
+        asmr_core::run::evaluate_psnr(&built, &s).unwrap()
+    };
+    let full = train_epochs(&cfg, &s, None, None);
+    assert_eq!(full.step, 30 * 4); // 256 samples, 64 per batch
+    assert!(
+        full.best_psnr > initial + 5.0,
+        "{} vs {initial}",
+        full.best_psnr
+    );
+    assert_eq!(full.best_step % 4, 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.safetensors");
+    let half = train_epochs(&cfg, &s, Some(50), None);
+    half.save_state(&state, &cfg, &s).unwrap();
+    let resumed = train_epochs(&cfg, &s, None, Some(&state));
+    assert_eq!(params_of(&resumed), params_of(&full));
+    assert_eq!(
+        (resumed.best_step, resumed.best_psnr),
+        (full.best_step, full.best_psnr)
+    );
+}
+
+#[test]
+fn banded_prediction_equals_the_full_grid_forward() {
+    let s = test_signal(&[23, 10, 3], 2);
+    let dev = common::devices()[0].clone();
+    for model in ["asmr", "siren"] {
+        let mut cfg = config(1, 8);
+        cfg.model = model.into();
+        cfg.net.bases = asmr_core::Bases::Auto;
+        let built = build_model(&cfg, &s.info, &dev).unwrap();
+        let full = asmr_core::run::predict(&built).unwrap();
+        let mut banded = Vec::new();
+        let mut bands = 0;
+        asmr_core::run::for_each_band_sized(&built, 0, 50, &mut |_, b| {
+            banded.extend_from_slice(b);
+            bands += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(bands, 23); // 30 samples per row, bands of 50 samples -> one row each
+        let diff = full
+            .iter()
+            .zip(&banded)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert_eq!(full.len(), banded.len());
+        assert!(diff < 1e-4, "{model}: {diff}");
+    }
+}
