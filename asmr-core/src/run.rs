@@ -234,6 +234,9 @@ pub fn predict(built: &BuiltModel) -> Result<Vec<f32>> {
     Ok(out)
 }
 
+/// Receives the rows of axis 0 a band covers and its values.
+pub type BandSink<'a> = dyn FnMut(std::ops::Range<usize>, &[f32]) -> Result<()> + 'a;
+
 /// Samples per band when a signal is rendered in pieces.
 pub const BAND_SAMPLES: usize = 1 << 18;
 
@@ -244,7 +247,7 @@ pub const BAND_SAMPLES: usize = 1 << 18;
 /// The split depends only on the model and the signal shape, so `fit` and `render` agree.
 pub fn for_each_band(
     built: &BuiltModel,
-    f: &mut dyn FnMut(std::ops::Range<usize>, &[f32]) -> Result<()>,
+    f: &mut BandSink,
 ) -> Result<()> {
     for_each_band_sized(built, FULL_GRID_SAMPLES, BAND_SAMPLES, f)
 }
@@ -254,7 +257,7 @@ pub fn for_each_band_sized(
     built: &BuiltModel,
     full_grid_samples: usize,
     band_samples: usize,
-    f: &mut dyn FnMut(std::ops::Range<usize>, &[f32]) -> Result<()>,
+    f: &mut BandSink,
 ) -> Result<()> {
     let shape = &built.context.signal_shape;
     let n = built.context.num_samples();
