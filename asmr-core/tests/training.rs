@@ -196,7 +196,7 @@ fn train_epochs(
         let idx = sampler.batch(&order, t.step % spe);
         let target = asmr_core::run::target_rows(s, &idx, &dev).unwrap();
         t.step_points(&idx, &target).unwrap();
-        if t.step % spe == 0 {
+        if t.step.is_multiple_of(spe) {
             let psnr = asmr_core::run::evaluate_psnr(built, s).unwrap();
             t.record_evaluation(psnr).unwrap();
         }
