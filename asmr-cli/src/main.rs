@@ -37,6 +37,9 @@ enum Command {
         out: PathBuf,
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Render only a box: X,Y,W,H for images; START,LEN per axis (axis order) otherwise.
+        #[arg(long, value_delimiter = ',')]
+        region: Option<Vec<usize>>,
     },
     /// MACs per sample and parameters of a model on a signal shape (SPEC §4).
     Profile(ProfileArgs),
@@ -169,9 +172,11 @@ fn real_main() -> Result<()> {
             checkpoint,
             out,
             device,
+            region,
         } => {
             let device = parse_device(&device)?;
-            let info = run::render(&checkpoint, &out, &device)?;
+            let ranges = region.map(|r| region_ranges(&r)).transpose()?;
+            let info = run::render(&checkpoint, &out, &device, ranges.as_deref())?;
             eprintln!(
                 "rendered {} {:?} x {} to {}",
                 info.modality,
@@ -188,6 +193,15 @@ fn real_main() -> Result<()> {
             Ok(())
         }
         Command::Info { checkpoint } => info(&checkpoint),
+    }
+}
+
+/// `--region`: X,Y,W,H (an image's column, row, width, height), or START,LEN per axis.
+fn region_ranges(r: &[usize]) -> Result<Vec<std::ops::Range<usize>>> {
+    match r.len() {
+        4 => Ok(vec![r[1]..r[1] + r[3], r[0]..r[0] + r[2]]),
+        n if n % 2 == 0 && n > 0 => Ok(r.chunks(2).map(|p| p[0]..p[0] + p[1]).collect()),
+        _ => bail!("--region expects X,Y,W,H (images) or START,LEN for every axis"),
     }
 }
 

@@ -358,3 +358,59 @@ fn minibatch_fit_runs_epochs_and_renders_the_same() {
         std::fs::read(dir.path().join("mb/reconstruction.png")).unwrap()
     );
 }
+
+#[test]
+fn region_render_equals_the_same_region_of_a_full_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = small_photo(dir.path());
+    let mut args = vec![
+        "fit",
+        "image",
+        photo.to_str().unwrap(),
+        "--out",
+        "run",
+        "-q",
+    ];
+    args.extend(SMALL);
+    ok(&args, dir.path());
+    ok(
+        &["render", "run/model.safetensors", "--out", "full.png"],
+        dir.path(),
+    );
+    ok(
+        &[
+            "render",
+            "run/model.safetensors",
+            "--out",
+            "part.png",
+            "--region",
+            "3,5,11,7",
+        ],
+        dir.path(),
+    );
+    let full = image::open(dir.path().join("full.png")).unwrap().to_rgb8();
+    let part = image::open(dir.path().join("part.png")).unwrap().to_rgb8();
+    assert_eq!(part.dimensions(), (11, 7));
+    for y in 0..7 {
+        for x in 0..11 {
+            assert_eq!(
+                part.get_pixel(x, y),
+                full.get_pixel(x + 3, y + 5),
+                "({x},{y})"
+            );
+        }
+    }
+    fails(
+        &[
+            "render",
+            "run/model.safetensors",
+            "--out",
+            "bad.png",
+            "--region",
+            "15,5,11,7",
+        ],
+        dir.path(),
+        "outside",
+    );
+    assert!(!dir.path().join("bad.png").exists());
+}

@@ -333,10 +333,13 @@ mod tests {
             .to_string();
         assert!(e.contains("net.hiden"), "{e}");
         let e = ConfigBuilder::new()
-            .merge_yaml("train:\n  epochs: 3\n", "f.yaml")
+            .merge_yaml("train:\n  epoch_count: 3\n", "f.yaml")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("train.epochs") && e.contains("f.yaml"), "{e}");
+        assert!(
+            e.contains("train.epoch_count") && e.contains("f.yaml"),
+            "{e}"
+        );
     }
 
     #[test]

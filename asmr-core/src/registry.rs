@@ -24,10 +24,26 @@ pub struct Modality {
     pub load: fn(&Path, &LoadOptions) -> Result<Signal>,
     /// A signal made in code, fitted when no input is given.
     pub example: fn() -> Signal,
-    /// Metrics of a prediction (same layout as the target's data, training range).
-    pub metrics: fn(&Signal, &[f32]) -> Result<Metrics>,
-    /// Write a prediction (training range) as a file people can open.
-    pub write: fn(&SignalInfo, &[f32], &Path) -> Result<()>,
+    /// Metrics of a prediction against the signal, fed band by band (whole slabs of axis 0).
+    pub metrics: for<'a> fn(&'a Signal) -> Box<dyn BandMetrics + 'a>,
+    /// A file people can open, written band by band (slabs of axis 0, training range) to a
+    /// temporary name and renamed into place by `finish`. `info.shape` is what is written (a
+    /// region's shape when rendering a region).
+    pub writer: fn(&SignalInfo, &Path) -> Result<Box<dyn BandWriter>>,
+}
+
+/// Accumulates metrics over consecutive bands of a prediction.
+pub trait BandMetrics {
+    /// The next band: rows `rows` of axis 0, raster order, channels last, training range.
+    fn add(&mut self, rows: std::ops::Range<usize>, values: &[f32]) -> Result<()>;
+    fn finish(self: Box<Self>) -> Result<Metrics>;
+}
+
+/// Writes consecutive bands of a prediction to a file.
+pub trait BandWriter {
+    fn write_band(&mut self, values: &[f32]) -> Result<()>;
+    /// Complete the file and move it into place; dropping a writer unfinished leaves nothing.
+    fn finish(self: Box<Self>) -> Result<()>;
 }
 
 inventory::collect!(Modality);

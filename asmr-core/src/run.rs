@@ -157,11 +157,17 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
     trainer.save_state(&state_path, &config, &signal)?;
 
     // The reconstruction comes from the best step's weights, rendered the way `render` does it.
+    // Band by band: the float image is never held whole for a large signal.
     built.params.restore(&trainer.best_params)?;
-    let prediction = predict(&built)?;
-    let quality = (modality.metrics)(&signal, &prediction)?;
+    let mut quality = (modality.metrics)(&signal);
     let recon = out_dir.join(modality.output_file);
-    (modality.write)(&signal.info, &prediction, &recon)?;
+    let mut writer = (modality.writer)(&signal.info, &recon)?;
+    for_each_band(&built, &mut |rows, band| {
+        quality.add(rows, band)?;
+        writer.write_band(band)
+    })?;
+    writer.finish()?;
+    let quality = quality.finish()?;
     trainer.save_best(&out_dir.join(MODEL_FILE), &config, &signal)?;
 
     let curve = log.points();
@@ -245,10 +251,7 @@ pub const BAND_SAMPLES: usize = 1 << 18;
 /// one piece (for ASMR the activation-sharing forward); a larger one in bands of about
 /// [`BAND_SAMPLES`] samples through the deduplicated batch forward, so memory stays bounded.
 /// The split depends only on the model and the signal shape, so `fit` and `render` agree.
-pub fn for_each_band(
-    built: &BuiltModel,
-    f: &mut BandSink,
-) -> Result<()> {
+pub fn for_each_band(built: &BuiltModel, f: &mut BandSink) -> Result<()> {
     for_each_band_sized(built, FULL_GRID_SAMPLES, BAND_SAMPLES, f)
 }
 
@@ -317,8 +320,14 @@ pub fn target_rows(signal: &Signal, idx: &[u32], device: &Device) -> Result<cand
     Ok(candle_core::Tensor::from_vec(rows, (n, c), device)?)
 }
 
-/// Render a checkpoint: rebuild the model from the file alone and write its signal to `out`.
-pub fn render(ckpt_path: &Path, out: &Path, device: &Device) -> Result<SignalInfo> {
+/// Render a checkpoint: rebuild the model from the file alone and write its signal to `out`, band
+/// by band; `region` (one range per axis) renders just that box.
+pub fn render(
+    ckpt_path: &Path,
+    out: &Path,
+    device: &Device,
+    region: Option<&[std::ops::Range<usize>]>,
+) -> Result<SignalInfo> {
     let ckpt = checkpoint::load(ckpt_path, device)?;
     let prefix = match ckpt.meta.kind {
         checkpoint::CheckpointKind::Model => "",
@@ -326,9 +335,48 @@ pub fn render(ckpt_path: &Path, out: &Path, device: &Device) -> Result<SignalInf
     };
     let built = ckpt.build_model(prefix, device, ckpt_path)?;
     let modality = crate::registry::find_modality(&ckpt.meta.signal.modality)?;
-    let prediction = predict(&built)?;
-    (modality.write)(&ckpt.meta.signal, &prediction, out)?;
-    Ok(ckpt.meta.signal)
+    let mut info = ckpt.meta.signal.clone();
+    match region {
+        None => {
+            let mut writer = (modality.writer)(&info, out)?;
+            for_each_band(&built, &mut |_, band| writer.write_band(band))?;
+            writer.finish()?;
+        }
+        Some(ranges) => {
+            let shape = info.shape.clone();
+            if ranges.len() != shape.len()
+                || ranges
+                    .iter()
+                    .zip(&shape)
+                    .any(|(r, &n)| r.start >= r.end || r.end > n)
+            {
+                return Err(Error::Invalid(format!(
+                    "region {ranges:?} is empty or outside the signal's shape {shape:?}"
+                )));
+            }
+            info.shape = ranges.iter().map(|r| r.len()).collect();
+            let mut writer = (modality.writer)(&info, out)?;
+            let per_row: usize = info.shape[1..].iter().product();
+            let rows = (BAND_SAMPLES / per_row.max(1)).max(1);
+            let d = shape.len();
+            for r0 in (ranges[0].start..ranges[0].end).step_by(rows) {
+                let r1 = (r0 + rows).min(ranges[0].end);
+                let mut sub = info.shape.clone();
+                sub[0] = r1 - r0;
+                let mut idx = crate::models::all_indices(&sub);
+                for x in idx.chunks_exact_mut(d) {
+                    x[0] += r0 as u32;
+                    for a in 1..d {
+                        x[a] += ranges[a].start as u32;
+                    }
+                }
+                let band = built.model.forward_points(&idx)?.detach().flatten_all()?;
+                writer.write_band(&band.to_vec1::<f32>()?)?;
+            }
+            writer.finish()?;
+        }
+    }
+    Ok(info)
 }
 
 fn check_resumable(

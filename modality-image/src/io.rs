@@ -1,8 +1,9 @@
 //! Decoding photos into signals and writing predictions back as PNG.
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
-use asmr_core::output::write_atomic;
+use asmr_core::registry::BandWriter;
 use asmr_core::{Error, Result, Signal, SignalInfo};
 use image::{DynamicImage, ImageReader};
 
@@ -68,50 +69,139 @@ pub fn load_image(img: DynamicImage, source: &str) -> Result<Signal> {
     Ok(signal)
 }
 
-/// Write a prediction (training range, clamped) as PNG: 16-bit when the source was deeper than
-/// 8 bits, 8-bit otherwise; gray or RGB as the source.
+/// Write a prediction (training range, clamped) as PNG in one piece.
 pub fn write_png(info: &SignalInfo, prediction: &[f32], path: &Path) -> Result<()> {
-    if info.shape.len() != 2 || !(info.channels == 1 || info.channels == 3) {
-        return Err(Error::Invalid(format!(
-            "cannot write shape {:?} x {} as an image",
-            info.shape, info.channels
-        )));
-    }
     if prediction.len() != info.num_values() {
         return Err(Error::Invalid(
             "prediction size does not match the image".into(),
         ));
     }
-    let (h, w) = (info.shape[0] as u32, info.shape[1] as u32);
-    let deep = info
-        .extra
-        .get("bit_depth")
-        .and_then(|v| v.as_u64())
-        .is_some_and(|d| d > 8);
-    let img: DynamicImage = if deep {
-        let px: Vec<u16> = prediction
-            .iter()
-            .map(|v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16)
-            .collect();
-        if info.channels == 1 {
-            image::ImageBuffer::<image::Luma<u16>, _>::from_raw(w, h, px).map(Into::into)
-        } else {
-            image::ImageBuffer::<image::Rgb<u16>, _>::from_raw(w, h, px).map(Into::into)
+    let mut w = PngBands::create(info, path)?;
+    w.write_band(prediction)?;
+    Box::new(w).finish()
+}
+
+/// A PNG written band by band through a streaming encoder (the float image is never held whole):
+/// 16-bit when the source was deeper than 8 bits, 8-bit otherwise; gray or RGB as the source.
+/// It goes to a temporary file that `finish` renames into place.
+pub struct PngBands {
+    stream: Option<png::StreamWriter<'static, std::fs::File>>,
+    /// The same file, to sync it once the encoder has finished.
+    file: std::fs::File,
+    deep: bool,
+    expected: usize,
+    written: usize,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl PngBands {
+    pub fn create(info: &SignalInfo, path: &Path) -> Result<Self> {
+        if info.shape.len() != 2 || !(info.channels == 1 || info.channels == 3) {
+            return Err(Error::Invalid(format!(
+                "cannot write shape {:?} x {} as an image",
+                info.shape, info.channels
+            )));
         }
-    } else {
-        let px: Vec<u8> = prediction
-            .iter()
-            .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
-            .collect();
-        if info.channels == 1 {
-            image::GrayImage::from_raw(w, h, px).map(Into::into)
+        let (h, w) = (info.shape[0] as u32, info.shape[1] as u32);
+        let deep = info
+            .extra
+            .get("bit_depth")
+            .and_then(|v| v.as_u64())
+            .is_some_and(|d| d > 8);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let png_err = |e: png::EncodingError| Error::Invalid(format!("{}: {e}", path.display()));
+        let handle = file.try_clone().map_err(|e| Error::io(&tmp, e))?;
+        let mut enc = png::Encoder::new(file, w, h);
+        enc.set_color(if info.channels == 1 {
+            png::ColorType::Grayscale
         } else {
-            image::RgbImage::from_raw(w, h, px).map(Into::into)
+            png::ColorType::Rgb
+        });
+        enc.set_depth(if deep {
+            png::BitDepth::Sixteen
+        } else {
+            png::BitDepth::Eight
+        });
+        let result = enc
+            .write_header()
+            .and_then(|w| w.into_stream_writer())
+            .map_err(png_err);
+        match result {
+            Ok(stream) => Ok(Self {
+                stream: Some(stream),
+                file: handle,
+                deep,
+                expected: info.num_values(),
+                written: 0,
+                tmp,
+                path: path.to_path_buf(),
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
         }
     }
-    .ok_or_else(|| Error::Invalid("image buffer size".into()))?;
-    write_atomic(path, |out| {
-        img.write_to(out, image::ImageFormat::Png)
-            .map_err(|e| Error::Invalid(format!("{}: PNG encoding failed: {e}", path.display())))
-    })
+}
+
+impl BandWriter for PngBands {
+    fn write_band(&mut self, values: &[f32]) -> Result<()> {
+        self.written += values.len();
+        if self.written > self.expected {
+            return Err(Error::Invalid("more pixels than the image holds".into()));
+        }
+        let bytes: Vec<u8> = if self.deep {
+            values
+                .iter()
+                .flat_map(|v| ((v.clamp(0.0, 1.0) * 65535.0).round() as u16).to_be_bytes())
+                .collect()
+        } else {
+            values
+                .iter()
+                .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+                .collect()
+        };
+        let stream = self.stream.as_mut().expect("open until finish");
+        stream
+            .write_all(&bytes)
+            .map_err(|e| Error::io(&self.tmp, e))
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        if self.written != self.expected {
+            return Err(Error::Invalid(format!(
+                "{}: {} of {} values written",
+                self.path.display(),
+                self.written,
+                self.expected
+            )));
+        }
+        let stream = self.stream.take().expect("open until finish");
+        let result = stream
+            .finish()
+            .map_err(|e| Error::Invalid(format!("{}: {e}", self.path.display())))
+            .and_then(|_| self.file.sync_all().map_err(|e| Error::io(&self.tmp, e)))
+            .and_then(|_| {
+                std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io(&self.path, e))
+            });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        result
+    }
+}
+
+impl Drop for PngBands {
+    fn drop(&mut self) {
+        // Unfinished (an error, a panic): leave nothing behind.
+        if self.stream.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }

@@ -5,12 +5,12 @@ mod example;
 mod io;
 mod presets;
 
-use asmr_core::metrics::{psnr, ssim, Metrics};
-use asmr_core::registry::Modality;
-use asmr_core::{Error, Result, Signal};
+use asmr_core::metrics::{clamped_mse, psnr_from_mse, Metrics, SsimBands};
+use asmr_core::registry::{BandMetrics, BandWriter, Modality};
+use asmr_core::{Error, Result, Signal, SignalInfo};
 
 pub use example::example;
-pub use io::{load, load_image, write_png};
+pub use io::{load, load_image, write_png, PngBands};
 
 /// PSNR and SSIM of a prediction (training range `[0, 1]`, same layout as the target).
 pub fn metrics(target: &Signal, prediction: &[f32]) -> Result<Metrics> {
@@ -21,17 +21,66 @@ pub fn metrics(target: &Signal, prediction: &[f32]) -> Result<Metrics> {
             target.data.len()
         )));
     }
-    let (h, w) = (target.info.shape[0], target.info.shape[1]);
-    let clamped: Vec<f32> = prediction.iter().map(|v| v.clamp(0.0, 1.0)).collect();
-    let mut m = Metrics::new();
-    m.insert("psnr".into(), psnr(&target.data, prediction));
-    if h >= asmr_core::metrics::SSIM_WINDOW && w >= asmr_core::metrics::SSIM_WINDOW {
-        m.insert(
-            "ssim".into(),
-            ssim(&target.data, &clamped, h, w, target.info.channels)?,
-        );
+    let mut m = ImageMetrics::new(target);
+    m.add(0..target.info.shape[0], prediction)?;
+    Box::new(m).finish()
+}
+
+/// PSNR and SSIM accumulated over bands of rows; SSIM carries six rows across band boundaries so
+/// the result equals the whole image's.
+pub struct ImageMetrics<'a> {
+    target: &'a Signal,
+    squared: f64,
+    count: usize,
+    ssim: SsimBands,
+}
+
+impl<'a> ImageMetrics<'a> {
+    pub fn new(target: &'a Signal) -> Self {
+        Self {
+            target,
+            squared: 0.0,
+            count: 0,
+            ssim: SsimBands::new(target.info.shape[1], target.info.channels),
+        }
     }
-    Ok(m)
+}
+
+impl BandMetrics for ImageMetrics<'_> {
+    fn add(&mut self, rows: std::ops::Range<usize>, values: &[f32]) -> Result<()> {
+        let row = self.target.info.shape[1] * self.target.info.channels;
+        let target = self
+            .target
+            .data
+            .get(rows.start * row..rows.end * row)
+            .filter(|t| t.len() == values.len())
+            .ok_or_else(|| Error::Invalid("band does not match the image".into()))?;
+        self.squared += clamped_mse(target, values, 0.0, 1.0) * values.len() as f64;
+        self.count += values.len();
+        let clamped: Vec<f32> = values.iter().map(|v| v.clamp(0.0, 1.0)).collect();
+        self.ssim.add(target, &clamped);
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<Metrics> {
+        let mut m = Metrics::new();
+        m.insert(
+            "psnr".into(),
+            psnr_from_mse(self.squared / self.count.max(1) as f64, 1.0),
+        );
+        if let Some(s) = self.ssim.finish() {
+            m.insert("ssim".into(), s);
+        }
+        Ok(m)
+    }
+}
+
+fn band_metrics(target: &Signal) -> Box<dyn BandMetrics + '_> {
+    Box::new(ImageMetrics::new(target))
+}
+
+fn png_writer(info: &SignalInfo, path: &std::path::Path) -> Result<Box<dyn BandWriter>> {
+    Ok(Box::new(PngBands::create(info, path)?))
 }
 
 asmr_core::inventory::submit! {
@@ -43,7 +92,7 @@ asmr_core::inventory::submit! {
         output_file: "reconstruction.png",
         load: |path, _options| load(path),
         example,
-        metrics,
-        write: write_png,
+        metrics: band_metrics,
+        writer: png_writer,
     }
 }

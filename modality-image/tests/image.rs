@@ -172,3 +172,46 @@ fn written_png_reads_back_and_metrics_agree() {
     assert!(write_png(&info, &b[..10], &bad).is_err());
     assert!(!bad.exists());
 }
+
+#[test]
+fn png_written_in_bands_equals_one_piece_and_unfinished_leaves_nothing() {
+    use asmr_core::registry::BandWriter;
+    use modality_image::PngBands;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, b) = rgb_pair();
+    for depth in [8, 16] {
+        let mut extra = serde_json::Map::new();
+        extra.insert("bit_depth".into(), depth.into());
+        let info = asmr_core::SignalInfo {
+            modality: "image".into(),
+            shape: vec![10, 12],
+            channels: 3,
+            source: "test".into(),
+            extra,
+        };
+        let one = dir.path().join("one.png");
+        write_png(&info, &b, &one).unwrap();
+        let banded = dir.path().join("banded.png");
+        let mut w = PngBands::create(&info, &banded).unwrap();
+        for rows in b.chunks(3 * 12 * 3) {
+            w.write_band(rows).unwrap();
+        }
+        Box::new(w).finish().unwrap();
+        let (x, y) = (load(&one).unwrap(), load(&banded).unwrap());
+        assert_eq!(x.data, y.data);
+        assert_eq!(y.info.extra["bit_depth"], depth);
+
+        let cut = dir.path().join("cut.png");
+        let mut w = PngBands::create(&info, &cut).unwrap();
+        w.write_band(&b[..36]).unwrap();
+        assert!(Box::new(w).finish().is_err());
+        assert!(!cut.exists());
+        let dropped = dir.path().join("dropped.png");
+        let mut w = PngBands::create(&info, &dropped).unwrap();
+        w.write_band(&b[..36]).unwrap();
+        drop(w);
+        assert!(!dropped.exists());
+    }
+    // Only the finished files remain, no temporaries.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+}
