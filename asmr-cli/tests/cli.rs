@@ -414,3 +414,28 @@ fn region_render_equals_the_same_region_of_a_full_render() {
     );
     assert!(!dir.path().join("bad.png").exists());
 }
+
+#[test]
+fn too_large_for_the_memory_budget_switches_to_minibatches() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = small_photo(dir.path());
+    let args = [
+        "fit",
+        "image",
+        photo.to_str().unwrap(),
+        "--out",
+        "run",
+        "--set",
+        "net.hidden=16",
+        "--iterations",
+        "6",
+        "--set",
+        "train.max_memory_gb=0.000001",
+    ];
+    let o = cli(&args, dir.path());
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("minibatches"));
+    let cfg = std::fs::read_to_string(dir.path().join("run/config.yaml")).unwrap();
+    assert!(cfg.contains("batch: 280"), "{cfg}"); // the whole 14 x 20 image, one batch an epoch
+    assert!(cfg.contains("epochs: 6"), "{cfg}");
+}

@@ -44,6 +44,7 @@ pub struct TrainConfig {
     pub eval_every: usize,
     pub micro_batch: usize,
     pub grad_clip: f64,
+    pub max_memory_gb: f64,
 }
 
 impl TrainConfig {

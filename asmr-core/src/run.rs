@@ -86,7 +86,28 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
         resume,
         quiet,
     } = req;
+    let mut config = config;
     let built = build_model(&config, &signal.info, &device)?;
+    if resume.is_none() && !config.train.minibatch() {
+        let need = full_grid_bytes(&built);
+        let budget = memory_budget(&config);
+        if need > budget {
+            // Too large for full-grid steps: minibatches of 2^18 samples, about as many steps.
+            let batch = AUTO_BATCH.min(signal.info.num_samples());
+            let per_epoch = signal.info.num_samples().div_ceil(batch);
+            config.train.batch = batch;
+            config.train.epochs = (config.train.iterations / per_epoch).max(1);
+            if !quiet {
+                eprintln!(
+                    "note: a full-grid step would need about {:.1} GiB (budget {:.1} GiB): \
+                     training on minibatches of {batch} samples for {} epochs instead",
+                    need as f64 / GIB,
+                    budget as f64 / GIB,
+                    config.train.epochs
+                );
+            }
+        }
+    }
     let mut trainer = Trainer::new(&built, &signal, &config.train)?;
     let sampler = if config.train.minibatch() {
         let s = GridSampler::new(
@@ -228,6 +249,53 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
         out_dir,
         metrics: m,
     })
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// Minibatch size when a signal is too large for full-grid steps.
+pub const AUTO_BATCH: usize = 1 << 18;
+
+/// `train.max_memory_gb`, or half the machine's RAM.
+pub fn memory_budget(config: &Config) -> usize {
+    if config.train.max_memory_gb > 0.0 {
+        return (config.train.max_memory_gb * GIB) as usize;
+    }
+    physical_memory().map_or(8 << 30, |m| m / 2)
+}
+
+fn physical_memory() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Rough memory of one full-grid training step: the activations kept for the backward and their
+/// gradients (about four `h`-wide f32 buffers per hidden resolution). For ASMR on the CPU the last
+/// level is fused with the output layer and stores nothing at full resolution.
+pub fn full_grid_bytes(built: &BuiltModel) -> usize {
+    let net = &built.context.net;
+    let n = built.context.num_samples();
+    let per_point = 4 * net.hidden * 4;
+    let outputs = n * built.context.channels * 4 * 4;
+    match built.model.grid() {
+        Some(g) => {
+            let last_full = if built.device.is_cpu() { 0 } else { 1 };
+            let levels = g.levels();
+            (1..levels)
+                .map(|l| {
+                    if l + 1 == levels {
+                        last_full * g.resolution(l) * per_point
+                    } else {
+                        g.resolution(l) * per_point
+                    }
+                })
+                .sum::<usize>()
+                + outputs
+        }
+        None => n * per_point * net.layers.saturating_sub(1) + outputs,
+    }
 }
 
 /// The model's whole signal as a flat `[N * c]` buffer in the training range.

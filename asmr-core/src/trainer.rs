@@ -82,7 +82,7 @@ pub fn clip_grad_norm(
 pub struct Trainer<'a> {
     pub model: &'a BuiltModel,
     config: TrainConfig,
-    target: Tensor,
+    target: Option<Tensor>,
     adam: Adam,
     /// Steps completed.
     pub step: usize,
@@ -106,8 +106,16 @@ impl<'a> Trainer<'a> {
                 model.context.channels, signal.info.shape
             )));
         }
-        let target =
-            Tensor::from_slice(&signal.data, (signal.info.num_samples(), c), &model.device)?;
+        // Full-grid steps compare against the whole signal; minibatch steps bring their rows.
+        let target = if config.minibatch() {
+            None
+        } else {
+            Some(Tensor::from_slice(
+                &signal.data,
+                (signal.info.num_samples(), c),
+                &model.device,
+            )?)
+        };
         let adam = Adam::new(model.params.vars(), AdamConfig::default())?;
         Ok(Self {
             model,
@@ -193,8 +201,11 @@ impl<'a> Trainer<'a> {
 
     /// One full-grid optimisation step; its PSNR is the whole signal's, so it updates the best step.
     pub fn step(&mut self) -> Result<StepRecord> {
+        let target = self.target.as_ref().ok_or_else(|| {
+            Error::Invalid("full-grid step on a trainer set up for minibatches".into())
+        })?;
         let out = self.model.model.forward_grid()?;
-        let (loss, mse) = losses(&out, &self.target)?;
+        let (loss, mse) = losses(&out, target)?;
         let grads = loss.backward()?;
         let psnr = psnr_from_mse(mse, 1.0);
         self.apply(grads, loss.to_scalar::<f32>()?, psnr, true)
