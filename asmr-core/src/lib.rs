@@ -32,4 +32,4 @@ pub use grid::MultiResGrid;
 pub use inventory;
 pub use models::{BuiltModel, Model, ModelContext, ModelEntry};
 pub use registry::{LoadOptions, Modality, Preset};
-pub use signal::{Signal, SignalInfo};
+pub use signal::{Samples, Signal, SignalInfo};

@@ -362,8 +362,8 @@ pub fn evaluate_psnr(built: &BuiltModel, signal: &Signal) -> Result<f64> {
     let per_row = signal.info.num_samples() / signal.info.shape[0] * c;
     let mut sq = 0f64;
     for_each_band(built, &mut |rows, band| {
-        let target = &signal.data[rows.start * per_row..rows.end * per_row];
-        sq += crate::metrics::clamped_mse(target, band, 0.0, 1.0) * band.len() as f64;
+        let target = signal.data.slice(rows.start * per_row..rows.end * per_row);
+        sq += crate::metrics::clamped_mse(&target, band, 0.0, 1.0) * band.len() as f64;
         Ok(())
     })?;
     Ok(crate::metrics::psnr_from_mse(
@@ -383,7 +383,7 @@ pub fn target_rows(signal: &Signal, idx: &[u32], device: &Device) -> Result<cand
         for (a, &v) in x.iter().enumerate() {
             flat = flat * shape[a] + v as usize;
         }
-        rows.extend_from_slice(&signal.data[flat * c..(flat + 1) * c]);
+        rows.extend((flat * c..(flat + 1) * c).map(|i| signal.data.get(i)));
     }
     Ok(candle_core::Tensor::from_vec(rows, (n, c), device)?)
 }

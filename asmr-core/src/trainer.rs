@@ -111,7 +111,7 @@ impl<'a> Trainer<'a> {
             None
         } else {
             Some(Tensor::from_slice(
-                &signal.data,
+                &signal.data.values(),
                 (signal.info.num_samples(), c),
                 &model.device,
             )?)

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use asmr_core::registry::BandWriter;
-use asmr_core::{Error, Result, Signal, SignalInfo};
+use asmr_core::{Error, Result, Samples, Signal, SignalInfo};
 use image::{DynamicImage, ImageReader};
 
 /// Read a PNG or JPEG file as an image signal.
@@ -44,14 +44,18 @@ pub fn load_image(img: DynamicImage, source: &str) -> Result<Signal> {
         C::L16 | C::La16 | C::Rgb16 | C::Rgba16 => 16,
         _ => 32,
     };
-    let data: Vec<f32> = if gray {
-        img.to_luma32f().into_raw()
-    } else {
-        img.into_rgb32f().into_raw()
+    // Kept compact: 8- and 16-bit photos stay integers (a quarter or half of f32's memory).
+    let data = match (depth, gray) {
+        (8, true) => Samples::U8(img.into_luma8().into_raw()),
+        (8, false) => Samples::U8(img.into_rgb8().into_raw()),
+        (16, true) => Samples::U16(img.into_luma16().into_raw()),
+        (16, false) => Samples::U16(img.into_rgb16().into_raw()),
+        (_, true) => float_samples(img.to_luma32f().into_raw())?,
+        (_, false) => float_samples(img.into_rgb32f().into_raw())?,
     };
     let mut extra = serde_json::Map::new();
     extra.insert("bit_depth".into(), depth.into());
-    let mut signal = Signal::new(
+    let mut signal = Signal::from_samples(
         SignalInfo {
             modality: "image".into(),
             shape: vec![h, w],
@@ -59,7 +63,7 @@ pub fn load_image(img: DynamicImage, source: &str) -> Result<Signal> {
             source: source.to_string(),
             extra,
         },
-        data.into_iter().map(|v| v.clamp(0.0, 1.0)).collect(),
+        data,
     )?;
     if has_alpha {
         signal
@@ -67,6 +71,15 @@ pub fn load_image(img: DynamicImage, source: &str) -> Result<Signal> {
             .push(format!("{source}: alpha channel dropped"));
     }
     Ok(signal)
+}
+
+fn float_samples(v: Vec<f32>) -> Result<Samples> {
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(Error::Invalid("the image holds non-finite values".into()));
+    }
+    Ok(Samples::F32(
+        v.into_iter().map(|x| x.clamp(0.0, 1.0)).collect(),
+    ))
 }
 
 /// Write a prediction (training range, clamped) as PNG in one piece.

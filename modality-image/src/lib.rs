@@ -49,16 +49,15 @@ impl<'a> ImageMetrics<'a> {
 impl BandMetrics for ImageMetrics<'_> {
     fn add(&mut self, rows: std::ops::Range<usize>, values: &[f32]) -> Result<()> {
         let row = self.target.info.shape[1] * self.target.info.channels;
-        let target = self
-            .target
-            .data
-            .get(rows.start * row..rows.end * row)
-            .filter(|t| t.len() == values.len())
-            .ok_or_else(|| Error::Invalid("band does not match the image".into()))?;
-        self.squared += clamped_mse(target, values, 0.0, 1.0) * values.len() as f64;
+        let range = rows.start * row..rows.end * row;
+        if range.end > self.target.data.len() || range.len() != values.len() {
+            return Err(Error::Invalid("band does not match the image".into()));
+        }
+        let target = self.target.data.slice(range);
+        self.squared += clamped_mse(&target, values, 0.0, 1.0) * values.len() as f64;
         self.count += values.len();
         let clamped: Vec<f32> = values.iter().map(|v| v.clamp(0.0, 1.0)).collect();
-        self.ssim.add(target, &clamped);
+        self.ssim.add(&target, &clamped);
         Ok(())
     }
 
