@@ -361,6 +361,8 @@ mod tests {
         assert_eq!(auto_bases(512, 4), (512, vec![4, 4, 4, 8]));
         assert_eq!(auto_bases(768, 4), (768, vec![4, 4, 6, 8]));
         assert_eq!(auto_bases(512, 3), (512, vec![8, 8, 8]));
+        // The megapixel preset's automatic bases are the paper's on 8192 x 8192.
+        assert_eq!(auto_bases(8192, 6), (8192, vec![4, 4, 4, 4, 4, 8]));
         assert_eq!(auto_bases(1, 5), (1, vec![1, 1, 1, 1, 1]));
         assert_eq!(auto_bases(7, 1), (7, vec![7]));
     }

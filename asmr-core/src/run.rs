@@ -315,12 +315,15 @@ pub type BandSink<'a> = dyn FnMut(std::ops::Range<usize>, &[f32]) -> Result<()> 
 pub const BAND_SAMPLES: usize = 1 << 18;
 
 /// Run the model over the whole signal and hand its output to `f` band by band (whole slabs of
-/// axis 0, raster order, channels last). A signal small enough for one full-grid forward goes in
-/// one piece (for ASMR the activation-sharing forward); a larger one in bands of about
-/// [`BAND_SAMPLES`] samples through the deduplicated batch forward, so memory stays bounded.
-/// The split depends only on the model and the signal shape, so `fit` and `render` agree.
+/// axis 0, raster order, channels last). A signal whose full-grid inference fits
+/// [`FULL_GRID_INFER_BYTES`] goes in one piece (for ASMR the activation-sharing forward); a larger
+/// one in bands of about [`BAND_SAMPLES`] samples through the batch forward, so memory stays
+/// bounded. The split depends only on the model and the signal shape, so `fit` and `render` agree.
 pub fn for_each_band(built: &BuiltModel, f: &mut BandSink) -> Result<()> {
-    for_each_band_sized(built, FULL_GRID_SAMPLES, BAND_SAMPLES, f)
+    // A whole-grid inference holds about a quarter of a training step's buffers.
+    let one_piece = full_grid_bytes(built) / 4 <= FULL_GRID_INFER_BYTES;
+    let limit = if one_piece { usize::MAX } else { 0 };
+    for_each_band_sized(built, limit, BAND_SAMPLES, f)
 }
 
 /// [`for_each_band`] with explicit limits (tests).
@@ -353,8 +356,9 @@ pub fn for_each_band_sized(
     Ok(())
 }
 
-/// Largest signal rendered with one full-grid forward.
-pub const FULL_GRID_SAMPLES: usize = 1 << 22;
+/// Largest estimated memory of a one-piece full-grid inference; above it signals are rendered in
+/// bands. A constant (not the machine's RAM) so that `fit` and `render` split the same way.
+pub const FULL_GRID_INFER_BYTES: usize = 1 << 30;
 
 /// Whole-signal PSNR (prediction clamped to `[0, 1]`), accumulated band by band.
 pub fn evaluate_psnr(built: &BuiltModel, signal: &Signal) -> Result<f64> {
