@@ -222,27 +222,10 @@ impl UpsamplePlan {
                 points,
             });
         }
-        let mut parent = Vec::with_capacity(points);
-        let mut digit = Vec::with_capacity(points);
-        for p in 0..points {
-            let (mut rem, mut pi, mut di) = (p, 0usize, 0usize);
-            let mut pstride = 1usize;
-            let mut dstride = 1usize;
-            for a in (0..d).rev() {
-                let fine = cur[a] * next[a];
-                let x = rem % fine;
-                rem /= fine;
-                pi += (x / next[a]) * pstride;
-                di += (x % next[a]) * dstride;
-                pstride *= cur[a];
-                dstride *= next[a];
-            }
-            parent.push(pi as u32);
-            digit.push(di as u32);
-        }
+        let map = LevelMap::new(grid, i);
         Ok(UpsamplePlan::Gather {
-            parent: Tensor::from_vec(parent, points, dev)?,
-            digit: Tensor::from_vec(digit, points, dev)?,
+            parent: Tensor::from_slice(map.parent(), points, dev)?,
+            digit: Tensor::from_slice(map.digit(), points, dev)?,
         })
     }
 
