@@ -12,6 +12,7 @@ use asmr_core::{checkpoint, run, Bases, Config};
 use clap::{Args, Parser, Subcommand};
 
 // Plugin crates register through `inventory`; naming them keeps the linker from dropping them.
+use modality_audio as _;
 use modality_image as _;
 
 #[derive(Parser)]
@@ -57,6 +58,18 @@ struct FitArgs {
     modality: String,
     /// Input file; without it the modality's built-in example is fitted.
     input: Option<PathBuf>,
+    /// Audio: start this many seconds into the recording.
+    #[arg(long)]
+    offset: Option<String>,
+    /// Audio: keep this many seconds.
+    #[arg(long)]
+    seconds: Option<String>,
+    /// Audio: `mix` channels to mono (default) or `keep` each as an output.
+    #[arg(long)]
+    channels: Option<String>,
+    /// Audio: write the reconstruction as 32-bit float WAV (16-bit PCM otherwise).
+    #[arg(long)]
+    float: bool,
     /// Model name (asmr, siren, ...); overrides the preset's `model`.
     #[arg(long)]
     model: Option<String>,
@@ -225,7 +238,23 @@ fn parse_device(s: &str) -> Result<Device> {
 fn fit(args: FitArgs) -> Result<()> {
     let modality = find_modality(&args.modality)?;
     let device = parse_device(&args.device)?;
-    let signal = run::load_signal(modality, args.input.as_deref(), &Default::default())?;
+    let mut options = asmr_core::LoadOptions::new();
+    for (key, value) in [
+        ("offset", &args.offset),
+        ("seconds", &args.seconds),
+        ("channels", &args.channels),
+    ] {
+        if let Some(v) = value {
+            options.insert(key.into(), v.clone());
+        }
+    }
+    if args.float {
+        options.insert("float".into(), "true".into());
+    }
+    if args.input.is_none() && !options.is_empty() {
+        bail!("--offset, --seconds, --channels and --float apply to an input file");
+    }
+    let signal = run::load_signal(modality, args.input.as_deref(), &options)?;
     for note in &signal.notes {
         eprintln!("warning: {note}");
     }

@@ -439,3 +439,75 @@ fn too_large_for_the_memory_budget_switches_to_minibatches() {
     assert!(cfg.contains("batch: 280"), "{cfg}"); // the whole 14 x 20 image, one batch an epoch
     assert!(cfg.contains("epochs: 6"), "{cfg}");
 }
+
+#[test]
+fn audio_fits_and_renders_a_wav() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 0.25 s stereo tone at 8 kHz, 16-bit PCM, written by hand.
+    let (rate, frames) = (8000u32, 2000usize);
+    let mut wav = Vec::new();
+    let data_len = (frames * 4) as u32;
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    for v in [
+        16u32.to_le_bytes().to_vec(),
+        1u16.to_le_bytes().to_vec(),
+        2u16.to_le_bytes().to_vec(),
+    ] {
+        wav.extend_from_slice(&v);
+    }
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&(rate * 4).to_le_bytes());
+    wav.extend_from_slice(&4u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_len.to_le_bytes());
+    for i in 0..frames {
+        let t = i as f32 / rate as f32;
+        for f in [440.0f32, 550.0] {
+            let x = (0.4 * (std::f32::consts::TAU * f * t).sin() * 32767.0) as i16;
+            wav.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    std::fs::write(dir.path().join("tone.wav"), wav).unwrap();
+    let args = [
+        "fit",
+        "audio",
+        "tone.wav",
+        "--channels",
+        "keep",
+        "--out",
+        "a",
+        "-q",
+        "--iterations",
+        "20",
+        "--set",
+        "net.hidden=16",
+    ];
+    ok(&args, dir.path());
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("a/metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["channels"], 2);
+    assert!(m.get("snr").is_some());
+    ok(
+        &["render", "a/model.safetensors", "--out", "again.wav"],
+        dir.path(),
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("again.wav")).unwrap(),
+        std::fs::read(dir.path().join("a/reconstruction.wav")).unwrap()
+    );
+    fails(
+        &["fit", "audio", "tone.wav", "--offset", "9", "--out", "b"],
+        dir.path(),
+        "past the end",
+    );
+    fails(
+        &["fit", "image", "tone.wav", "--seconds", "1", "--out", "b"],
+        dir.path(),
+        "does not apply",
+    );
+    assert!(!dir.path().join("b").exists());
+}

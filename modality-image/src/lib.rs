@@ -89,7 +89,10 @@ asmr_core::inventory::submit! {
         default_preset: "image",
         example_preset: "demo",
         output_file: "reconstruction.png",
-        load: |path, _options| load(path),
+        load: |path, options| match options.keys().next() {
+            Some(k) => Err(Error::Invalid(format!("option `{k}` does not apply to images"))),
+            None => load(path),
+        },
         example,
         metrics: band_metrics,
         writer: png_writer,

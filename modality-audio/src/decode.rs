@@ -1,0 +1,196 @@
+//! Decoding any container and codec symphonia reads into interleaved f32 samples, and turning a
+//! recording into a signal (offset, duration, channel mixing).
+
+use std::fs::File;
+use std::path::Path;
+
+use asmr_core::registry::LoadOptions;
+use asmr_core::{Error, Result, Signal, SignalInfo};
+use symphonia::core::codecs::audio::AudioDecoderOptions;
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+
+/// A decoded recording: interleaved samples in `[-1, 1]`.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub sample_rate: u32,
+    pub channels: usize,
+    pub samples: Vec<f32>,
+}
+
+impl Decoded {
+    pub fn frames(&self) -> usize {
+        self.samples.len() / self.channels.max(1)
+    }
+}
+
+pub fn decode(path: &Path) -> Result<Decoded> {
+    let bad = |m: String| Error::input(path, m);
+    let file = File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    let mut format = symphonia::default::get_probe()
+        .probe(
+            &hint,
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .map_err(|e| bad(format!("not a readable audio file ({e})")))?;
+    let track = format
+        .default_track(TrackType::Audio)
+        .ok_or_else(|| bad("has no audio track".into()))?;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .ok_or_else(|| bad("has no audio track".into()))?
+        .clone();
+    let track_id = track.id;
+    let mut decoder = symphonia::default::get_codecs()
+        .make_audio_decoder(&params, &AudioDecoderOptions::default())
+        .map_err(|e| bad(format!("unsupported codec ({e})")))?;
+    let mut samples: Vec<f32> = Vec::new();
+    let mut buf: Vec<f32> = Vec::new();
+    let (mut rate, mut channels) = (params.sample_rate.unwrap_or(0), 0usize);
+    loop {
+        let packet = match format.next_packet() {
+            Ok(Some(p)) => p,
+            Ok(None) => break,
+            // A stream cut short ends like a truncated file: keep what decoded, check below.
+            Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(bad(format!("cannot read the stream ({e})"))),
+        };
+        if packet.track_id != track_id {
+            continue;
+        }
+        match decoder.decode(&packet) {
+            Ok(audio) => {
+                rate = audio.spec().rate();
+                channels = audio.spec().channels().count();
+                buf.resize(audio.samples_interleaved(), 0.0);
+                audio.copy_to_slice_interleaved(&mut buf);
+                samples.extend_from_slice(&buf);
+            }
+            Err(SymError::DecodeError(_)) => continue,
+            Err(e) => return Err(bad(format!("cannot decode ({e})"))),
+        }
+    }
+    if channels == 0 {
+        channels = params.channels.as_ref().map_or(0, |c| c.count());
+    }
+    if channels == 0 {
+        return Err(bad("has zero channels".into()));
+    }
+    if samples.is_empty() {
+        return Err(bad("holds no audio samples".into()));
+    }
+    if rate == 0 {
+        return Err(bad("has no sample rate".into()));
+    }
+    if samples.iter().any(|v| !v.is_finite()) {
+        return Err(bad("holds non-finite samples".into()));
+    }
+    samples.truncate(samples.len() / channels * channels);
+    Ok(Decoded {
+        sample_rate: rate,
+        channels,
+        samples,
+    })
+}
+
+/// Loader options: `offset` and `seconds` (from the start, in seconds), `channels` (`mix`, the
+/// default, or `keep`: each channel an output), `float` (`true`: write 32-bit float WAV).
+pub fn load(path: &Path, options: &LoadOptions) -> Result<Signal> {
+    for key in options.keys() {
+        if !["offset", "seconds", "channels", "float"].contains(&key.as_str()) {
+            return Err(Error::Invalid(format!(
+                "option `{key}` does not apply to audio (offset, seconds, channels, float)"
+            )));
+        }
+    }
+    let number = |key: &str| -> Result<Option<f64>> {
+        options
+            .get(key)
+            .map(|v| {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .ok_or_else(|| Error::Invalid(format!("--{key} `{v}`: expected seconds >= 0")))
+            })
+            .transpose()
+    };
+    let offset = number("offset")?.unwrap_or(0.0);
+    let seconds = number("seconds")?;
+    let keep = match options.get("channels").map(String::as_str) {
+        None | Some("mix") => false,
+        Some("keep") => true,
+        Some(other) => {
+            return Err(Error::Invalid(format!(
+                "--channels `{other}`: expected mix or keep"
+            )))
+        }
+    };
+    let float = match options.get("float").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(Error::Invalid(format!("float `{other}`: true or false"))),
+    };
+    let d = decode(path)?;
+    let rate = d.sample_rate as f64;
+    let start = (offset * rate).round() as usize;
+    if start >= d.frames() {
+        return Err(Error::input(
+            path,
+            format!(
+                "--offset {offset} s is past the end ({:.3} s long)",
+                d.frames() as f64 / rate
+            ),
+        ));
+    }
+    let end = match seconds {
+        Some(s) => (start + (s * rate).round() as usize).min(d.frames()),
+        None => d.frames(),
+    };
+    if end <= start {
+        return Err(Error::input(path, "the selected span holds no samples"));
+    }
+    let c = d.channels;
+    let frames = &d.samples[start * c..end * c];
+    let (channels, data): (usize, Vec<f32>) = if keep || c == 1 {
+        (
+            c,
+            frames
+                .iter()
+                .map(|&x| (x.clamp(-1.0, 1.0) + 1.0) / 2.0)
+                .collect(),
+        )
+    } else {
+        let mixed = frames
+            .chunks_exact(c)
+            .map(|f| (f.iter().sum::<f32>() / c as f32).clamp(-1.0, 1.0))
+            .map(|x| (x + 1.0) / 2.0)
+            .collect();
+        (1, mixed)
+    };
+    let mut extra = serde_json::Map::new();
+    extra.insert("sample_rate".into(), d.sample_rate.into());
+    extra.insert("source_channels".into(), c.into());
+    extra.insert("float".into(), float.into());
+    Signal::new(
+        SignalInfo {
+            modality: "audio".into(),
+            shape: vec![end - start],
+            channels,
+            source: path.display().to_string(),
+            extra,
+        },
+        data,
+    )
+}

@@ -1,0 +1,126 @@
+//! Audio decoding, options, WAV output and metrics, on recordings generated in the test.
+
+use std::path::Path;
+
+use asmr_core::registry::{BandWriter, LoadOptions};
+use asmr_core::{Signal, SignalInfo};
+use modality_audio::{decode, load, WavBands};
+
+/// Write `frames` x `channels` of a tone (channel k at 300 * (k + 1) Hz) through our WAV writer.
+fn write_tone(path: &Path, rate: u32, frames: usize, channels: usize, float: bool) -> Vec<f32> {
+    let mut extra = serde_json::Map::new();
+    extra.insert("sample_rate".into(), rate.into());
+    extra.insert("float".into(), float.into());
+    let info = SignalInfo {
+        modality: "audio".into(),
+        shape: vec![frames],
+        channels,
+        source: "test".into(),
+        extra,
+    };
+    let wave: Vec<f32> = (0..frames * channels)
+        .map(|i| {
+            let (t, k) = ((i / channels) as f32 / rate as f32, i % channels);
+            0.5 * (std::f32::consts::TAU * 300.0 * (k + 1) as f32 * t).sin()
+        })
+        .collect();
+    let train: Vec<f32> = wave.iter().map(|x| (x + 1.0) / 2.0).collect();
+    let mut w = WavBands::create(&info, path).unwrap();
+    for band in train.chunks(1000) {
+        w.write_band(band).unwrap();
+    }
+    Box::new(w).finish().unwrap();
+    wave
+}
+
+#[test]
+fn wav_round_trip_pcm16_and_float() {
+    let dir = tempfile::tempdir().unwrap();
+    for float in [false, true] {
+        let p = dir.path().join(format!("tone-{float}.wav"));
+        let wave = write_tone(&p, 8000, 4000, 2, float);
+        let d = decode(&p).unwrap();
+        assert_eq!((d.sample_rate, d.channels, d.frames()), (8000, 2, 4000));
+        let tol = if float { 1e-7 } else { 1.0 / 32767.0 };
+        for (a, b) in d.samples.iter().zip(&wave) {
+            assert!((a - b).abs() <= tol, "{a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn offset_seconds_and_channels() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("st.wav");
+    let wave = write_tone(&p, 1000, 3000, 2, true);
+    let opts = |pairs: &[(&str, &str)]| -> LoadOptions {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let s = load(&p, &opts(&[])).unwrap();
+    assert_eq!((s.info.shape.clone(), s.info.channels), (vec![3000], 1));
+    let s = load(
+        &p,
+        &opts(&[("offset", "1"), ("seconds", "0.5"), ("channels", "keep")]),
+    )
+    .unwrap();
+    assert_eq!((s.info.shape.clone(), s.info.channels), (vec![500], 2));
+    // Frames 1000.. of both channels, in the training range.
+    for i in 0..1000 {
+        assert!((s.data.get(i) - (wave[2000 + i] + 1.0) / 2.0).abs() < 1e-6);
+    }
+    assert_eq!(s.info.extra["sample_rate"], 1000);
+    for (pairs, needle) in [
+        (vec![("offset", "5")], "past the end"),
+        (vec![("channels", "both")], "mix or keep"),
+        (vec![("seconds", "-1")], "seconds"),
+        (vec![("speed", "2")], "does not apply"),
+    ] {
+        let e = load(&p, &opts(&pairs)).err().unwrap().to_string();
+        assert!(e.contains(needle), "{pairs:?}: {e}");
+    }
+}
+
+#[test]
+fn bad_files_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("notes.txt"), "just text, not audio\n".repeat(20)).unwrap();
+    std::fs::write(d.join("empty.wav"), b"").unwrap();
+    write_tone(&d.join("full.wav"), 8000, 4000, 1, false);
+    let bytes = std::fs::read(d.join("full.wav")).unwrap();
+    std::fs::write(d.join("header-only.wav"), &bytes[..44]).unwrap();
+    std::fs::write(d.join("cut.wav"), &bytes[..20]).unwrap();
+    for name in ["notes.txt", "empty.wav", "header-only.wav", "cut.wav"] {
+        let e = load(&d.join(name), &LoadOptions::new()).err();
+        let e = e.unwrap_or_else(|| panic!("{name} loaded")).to_string();
+        assert!(e.contains(name), "{e}");
+    }
+    // A truncated file decodes what it holds.
+    std::fs::write(d.join("half.wav"), &bytes[..44 + 4000]).unwrap();
+    let s = load(&d.join("half.wav"), &LoadOptions::new()).unwrap();
+    assert_eq!(s.info.shape, vec![2000]);
+}
+
+#[test]
+fn metrics_psnr_range_two_and_snr() {
+    let info = SignalInfo {
+        modality: "audio".into(),
+        shape: vec![4],
+        channels: 1,
+        source: "t".into(),
+        extra: Default::default(),
+    };
+    // Waveform [0.5, -0.5, 0.5, -0.5]; prediction off by 0.1 everywhere.
+    let target = Signal::new(info, vec![0.75, 0.25, 0.75, 0.25]).unwrap();
+    let pred = [0.8f32, 0.3, 0.8, 0.3];
+    let modality = asmr_core::registry::find_modality("audio").unwrap();
+    let mut m = (modality.metrics)(&target);
+    m.add(0..4, &pred).unwrap();
+    let m = m.finish().unwrap();
+    // MSE 0.01 on [-1, 1], range 2: 10 log10(4 / 0.01) = 26.02; SNR 10 log10(0.25 / 0.01) = 13.98.
+    assert!((m["psnr"] - 26.0206).abs() < 1e-3, "{m:?}");
+    assert!((m["snr"] - 13.9794).abs() < 1e-3, "{m:?}");
+}
