@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Fit a model to a signal and write a run folder.
-    Fit(FitArgs),
+    Fit(Box<FitArgs>),
     /// Render the signal a checkpoint holds (activation-sharing forward) to a file.
     Render {
         checkpoint: PathBuf,
@@ -180,7 +180,7 @@ fn main() -> ExitCode {
 fn real_main() -> Result<()> {
     asmr_core::kernels::keep_freed_memory();
     match Cli::parse().command {
-        Command::Fit(args) => fit(args),
+        Command::Fit(args) => fit(*args),
         Command::Render {
             checkpoint,
             out,
