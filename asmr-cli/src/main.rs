@@ -64,6 +64,9 @@ struct FitArgs {
     /// Audio: keep this many seconds.
     #[arg(long)]
     seconds: Option<String>,
+    /// Audio: resample to this rate (Hz), band-limited.
+    #[arg(long)]
+    sample_rate: Option<String>,
     /// Audio: `mix` channels to mono (default) or `keep` each as an output.
     #[arg(long)]
     channels: Option<String>,
@@ -238,26 +241,6 @@ fn parse_device(s: &str) -> Result<Device> {
 fn fit(args: FitArgs) -> Result<()> {
     let modality = find_modality(&args.modality)?;
     let device = parse_device(&args.device)?;
-    let mut options = asmr_core::LoadOptions::new();
-    for (key, value) in [
-        ("offset", &args.offset),
-        ("seconds", &args.seconds),
-        ("channels", &args.channels),
-    ] {
-        if let Some(v) = value {
-            options.insert(key.into(), v.clone());
-        }
-    }
-    if args.float {
-        options.insert("float".into(), "true".into());
-    }
-    if args.input.is_none() && !options.is_empty() {
-        bail!("--offset, --seconds, --channels and --float apply to an input file");
-    }
-    let signal = run::load_signal(modality, args.input.as_deref(), &options)?;
-    for note in &signal.notes {
-        eprintln!("warning: {note}");
-    }
 
     let mut builder = ConfigBuilder::new();
     if let Some(path) = &args.resume {
@@ -309,8 +292,29 @@ fn fit(args: FitArgs) -> Result<()> {
     if let Some(e) = args.eval_every {
         builder.set("train.eval_every", &e.to_string())?;
     }
+    for (key, value) in [
+        ("data.offset", &args.offset),
+        ("data.seconds", &args.seconds),
+        ("data.sample_rate", &args.sample_rate),
+        ("data.channels", &args.channels),
+    ] {
+        if let Some(v) = value {
+            builder.set(key, v)?;
+        }
+    }
+    if args.float {
+        builder.set("data.float", "true")?;
+    }
     let config = builder.build()?;
     find_model(&config.model)?;
+    let options = config.data.load_options();
+    if args.input.is_none() && !options.is_empty() {
+        bail!("--offset, --seconds, --sample-rate, --channels and --float apply to an input file");
+    }
+    let signal = run::load_signal(modality, args.input.as_deref(), &options)?;
+    for note in &signal.notes {
+        eprintln!("warning: {note}");
+    }
 
     let out_dir = match (&args.out, &args.resume) {
         (Some(o), _) => o.clone(),

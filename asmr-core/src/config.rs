@@ -15,8 +15,38 @@ const DEFAULTS: &str = include_str!("defaults.yaml");
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub model: String,
+    pub data: DataConfig,
     pub net: NetConfig,
     pub train: TrainConfig,
+}
+
+/// How the input is read; handed to the modality's loader as [`crate::LoadOptions`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub offset: Option<f64>,
+    pub seconds: Option<f64>,
+    pub sample_rate: Option<u32>,
+    pub channels: Option<String>,
+    pub float: bool,
+}
+
+impl DataConfig {
+    /// The keys that are set, as loader options.
+    pub fn load_options(&self) -> crate::LoadOptions {
+        let mut o = crate::LoadOptions::new();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                o.insert(k.to_string(), v);
+            }
+        };
+        put("offset", self.offset.map(|v| v.to_string()));
+        put("seconds", self.seconds.map(|v| v.to_string()));
+        put("sample_rate", self.sample_rate.map(|v| v.to_string()));
+        put("channels", self.channels.clone());
+        put("float", self.float.then(|| "true".to_string()));
+        o
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

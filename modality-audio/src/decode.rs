@@ -105,13 +105,14 @@ pub fn decode(path: &Path) -> Result<Decoded> {
     })
 }
 
-/// Loader options: `offset` and `seconds` (from the start, in seconds), `channels` (`mix`, the
-/// default, or `keep`: each channel an output), `float` (`true`: write 32-bit float WAV).
+/// Loader options: `offset` and `seconds` (from the start, in seconds), `sample_rate` (resample,
+/// band-limited, before cutting), `channels` (`mix`, the default, or `keep`: each channel an
+/// output), `float` (`true`: write 32-bit float WAV).
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Signal> {
     for key in options.keys() {
-        if !["offset", "seconds", "channels", "float"].contains(&key.as_str()) {
+        if !["offset", "seconds", "sample_rate", "channels", "float"].contains(&key.as_str()) {
             return Err(Error::Invalid(format!(
-                "option `{key}` does not apply to audio (offset, seconds, channels, float)"
+                "option `{key}` does not apply to audio (offset, seconds, sample_rate, channels, float)"
             )));
         }
     }
@@ -142,7 +143,20 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Signal> {
         Some("true") => true,
         Some(other) => return Err(Error::Invalid(format!("float `{other}`: true or false"))),
     };
-    let d = decode(path)?;
+    let target_rate = match options.get("sample_rate") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<u32>()
+                .ok()
+                .filter(|&r| r > 0)
+                .ok_or_else(|| Error::Invalid(format!("--sample-rate `{v}`: expected Hz > 0")))?,
+        ),
+    };
+    let mut d = decode(path)?;
+    if let Some(to) = target_rate {
+        d.samples = crate::resample::resample(&d.samples, d.channels, d.sample_rate, to);
+        d.sample_rate = to;
+    }
     let rate = d.sample_rate as f64;
     let start = (offset * rate).round() as usize;
     if start >= d.frames() {

@@ -4,6 +4,7 @@
 
 mod decode;
 mod example;
+pub mod resample;
 mod wav;
 
 use asmr_core::metrics::{psnr_from_mse, Metrics};
