@@ -124,3 +124,63 @@ fn metrics_psnr_range_two_and_snr() {
     assert!((m["psnr"] - 26.0206).abs() < 1e-3, "{m:?}");
     assert!((m["snr"] - 13.9794).abs() < 1e-3, "{m:?}");
 }
+
+/// Amplitude of the 440 Hz component and the SNR of the rest, by least squares on sin and cos.
+fn tone_fit(x: &[f32], rate: u32) -> (f64, f64) {
+    let w = std::f64::consts::TAU * 440.0 / rate as f64;
+    let (mut a, mut b) = (0.0, 0.0);
+    for (i, &v) in x.iter().enumerate() {
+        a += v as f64 * (w * i as f64).sin();
+        b += v as f64 * (w * i as f64).cos();
+    }
+    let n = x.len() as f64;
+    let (a, b) = (2.0 * a / n, 2.0 * b / n);
+    let (mut sig, mut res) = (0.0, 0.0);
+    for (i, &v) in x.iter().enumerate() {
+        let fit = a * (w * i as f64).sin() + b * (w * i as f64).cos();
+        sig += fit * fit;
+        res += (v as f64 - fit).powi(2);
+    }
+    ((a * a + b * b).sqrt(), 10.0 * (sig / res).log10())
+}
+
+/// One fixture per container and codec claimed (see fixtures/README.md for how they were made).
+#[test]
+fn decodes_every_container_claimed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (reference, _) = tone_fit(&decode(&dir.join("tone-s32.wav")).unwrap().samples, 16_000);
+    assert!(reference > 0.01, "{reference}");
+    for (name, min_snr) in [
+        ("tone-u8.wav", 20.0),
+        ("tone-s24.wav", 60.0),
+        ("tone-s32.wav", 60.0),
+        ("tone.flac", 60.0),
+        ("tone.mp3", 0.0),
+        ("tone.ogg", 0.0),
+        ("tone.m4a", 0.0),
+    ] {
+        let d = decode(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((d.sample_rate, d.channels), (16_000, 1), "{name}");
+        // Lossy codecs add priming and padding; the length stays near 0.25 s.
+        assert!(
+            (3500..=5200).contains(&d.frames()),
+            "{name}: {} frames",
+            d.frames()
+        );
+        let (amp, snr) = tone_fit(&d.samples, 16_000);
+        let lossy = name.ends_with("m4a") || name.ends_with("mp3") || name.ends_with("ogg");
+        if lossy {
+            // Priming silence and padding dilute the fitted amplitude somewhat.
+            assert!(
+                (amp - reference).abs() < 0.3 * reference,
+                "{name}: amplitude {amp}"
+            );
+        } else {
+            assert!(
+                (amp - reference).abs() < 0.01 * reference,
+                "{name}: amplitude {amp}"
+            );
+            assert!(snr > min_snr, "{name}: SNR {snr}");
+        }
+    }
+}
