@@ -491,6 +491,8 @@ fn audio_fits_and_renders_a_wav() {
             .unwrap();
     assert_eq!(m["channels"], 2);
     assert!(m.get("snr").is_some());
+    assert!(dir.path().join("a/spectrogram.png").is_file());
+    assert_eq!(m["extra_files"][0], "spectrogram.png");
     ok(
         &["render", "a/model.safetensors", "--out", "again.wav"],
         dir.path(),

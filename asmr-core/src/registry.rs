@@ -30,6 +30,9 @@ pub struct Modality {
     /// temporary name and renamed into place by `finish`. `info.shape` is what is written (a
     /// region's shape when rendering a region).
     pub writer: fn(&SignalInfo, &Path) -> Result<Box<dyn BandWriter>>,
+    /// More files for the run folder (a spectrogram...), from the whole prediction; returns their
+    /// names. `None` when the modality has none (the prediction is then never held whole).
+    pub extras: Option<fn(&Signal, &[f32], &Path) -> Result<Vec<String>>>,
 }
 
 /// Accumulates metrics over consecutive bands of a prediction.

@@ -183,12 +183,21 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
     let mut quality = (modality.metrics)(&signal);
     let recon = out_dir.join(modality.output_file);
     let mut writer = (modality.writer)(&signal.info, &recon)?;
+    let mut whole = Vec::new();
     for_each_band(&built, &mut |rows, band| {
         quality.add(rows, band)?;
+        if modality.extras.is_some() {
+            whole.extend_from_slice(band);
+        }
         writer.write_band(band)
     })?;
     writer.finish()?;
     let quality = quality.finish()?;
+    let extra_files = match modality.extras {
+        Some(f) => f(&signal, &whole, &out_dir)?,
+        None => Vec::new(),
+    };
+    drop(whole);
     trainer.save_best(&out_dir.join(MODEL_FILE), &config, &signal)?;
 
     let curve = log.points();
@@ -230,6 +239,9 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
         json!(trainer.step as f64 / wall.max(1e-9)),
     );
     m.insert("reconstruction".into(), json!(modality.output_file));
+    if !extra_files.is_empty() {
+        m.insert("extra_files".into(), json!(extra_files));
+    }
     m.insert("modality".into(), json!(modality.name));
     m.insert("model".into(), json!(config.model));
     m.insert("source".into(), json!(signal.info.source));

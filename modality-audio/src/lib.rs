@@ -5,6 +5,7 @@
 mod decode;
 mod example;
 pub mod resample;
+pub mod spectrogram;
 mod wav;
 
 use asmr_core::metrics::{psnr_from_mse, Metrics};
@@ -79,7 +80,22 @@ asmr_core::inventory::submit! {
         example,
         metrics,
         writer,
+        extras: Some(extras),
     }
+}
+
+/// `spectrogram.png` of the channel-mixed waveforms.
+fn extras(target: &Signal, prediction: &[f32], dir: &std::path::Path) -> Result<Vec<String>> {
+    let c = target.info.channels;
+    let target = target.data.values();
+    let mono = |v: &[f32]| -> Vec<f32> {
+        v.chunks_exact(c)
+            .map(|f| f.iter().map(|&x| to_wave(x.clamp(0.0, 1.0))).sum::<f32>() / c as f32)
+            .collect()
+    };
+    let name = "spectrogram.png";
+    spectrogram::write(&mono(&target), &mono(prediction), &dir.join(name))?;
+    Ok(vec![name.to_string()])
 }
 
 macro_rules! preset {

@@ -96,5 +96,6 @@ asmr_core::inventory::submit! {
         example,
         metrics: band_metrics,
         writer: png_writer,
+        extras: None,
     }
 }
