@@ -12,6 +12,9 @@ use crate::signal::{Signal, SignalInfo};
 /// Modality-specific loader options (`key=value`), empty by default.
 pub type LoadOptions = BTreeMap<String, String>;
 
+/// Writes a modality's extra outputs into a run folder; returns the file names.
+pub type ExtrasFn = fn(&Signal, &[f32], &Path) -> Result<Vec<String>>;
+
 pub struct Modality {
     pub name: &'static str,
     pub description: &'static str,
@@ -32,7 +35,7 @@ pub struct Modality {
     pub writer: fn(&SignalInfo, &Path) -> Result<Box<dyn BandWriter>>,
     /// More files for the run folder (a spectrogram...), from the whole prediction; returns their
     /// names. `None` when the modality has none (the prediction is then never held whole).
-    pub extras: Option<fn(&Signal, &[f32], &Path) -> Result<Vec<String>>>,
+    pub extras: Option<ExtrasFn>,
 }
 
 /// Accumulates metrics over consecutive bands of a prediction.
