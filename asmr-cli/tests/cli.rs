@@ -254,7 +254,16 @@ fn profile_reproduces_the_spec() {
 fn list_names_everything() {
     let dir = tempfile::tempdir().unwrap();
     let out = ok(&["list"], dir.path());
-    for name in ["image", "asmr", "siren", "kodak", "low-mac-1", "low-mac-5"] {
+    for name in [
+        "image",
+        "audio",
+        "audio-auto",
+        "asmr",
+        "siren",
+        "kodak",
+        "low-mac-1",
+        "megapixel",
+    ] {
         assert!(out.contains(name), "{name} missing from list");
     }
 }

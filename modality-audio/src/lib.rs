@@ -119,3 +119,7 @@ preset!(
     "audio-demo",
     "the built-in example: ASMR 4x128, automatic bases, 500 steps"
 );
+preset!(
+    "audio",
+    "SPEC: first 2 s at 16 kHz, ASMR 4x128 [10,10,16,20], 10,000 steps"
+);
