@@ -184,3 +184,13 @@ fn decodes_every_container_claimed() {
         }
     }
 }
+
+#[test]
+fn an_unsupported_codec_is_named() {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tone-opus.ogg");
+    let e = load(&p, &LoadOptions::new()).err().unwrap().to_string();
+    assert!(
+        e.contains("tone-opus.ogg") && e.contains("unsupported"),
+        "{e}"
+    );
+}
