@@ -137,6 +137,32 @@ impl LevelMap {
         }
     }
 
+    /// Run `work(fine, coarse_start, gz_part)` on every piece of [`LevelMap::chunks`] in parallel,
+    /// each with its own disjoint part of the coarse gradient `gz` (`h` values per coarse cell),
+    /// and collect what each returns (its private partial sums).
+    pub fn par_backward<R: Send>(
+        &self,
+        threads: usize,
+        gz: &mut [f32],
+        h: usize,
+        work: impl Fn(Range<usize>, usize, &mut [f32]) -> R + Sync,
+    ) -> Vec<R> {
+        std::thread::scope(|s| {
+            let mut rest = gz;
+            let mut handles = Vec::new();
+            for (fine, coarse) in self.chunks(threads) {
+                let (head, tail) = rest.split_at_mut(coarse.len() * h);
+                rest = tail;
+                let work = &work;
+                handles.push(s.spawn(move || work(fine, coarse.start, head)));
+            }
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("backward worker panicked"))
+                .collect()
+        })
+    }
+
     pub fn fine_points(&self) -> usize {
         self.parent.len()
     }
@@ -319,26 +345,23 @@ impl CustomOp3 for LevelBwd {
         let mut out = vec![0f32; nz + nm];
         let (gz_all, gm_total) = out.split_at_mut(nz);
         let threads = threads_for(n * h);
-        let partial_gm: Vec<Vec<f32>> = std::thread::scope(|s| {
-            let mut rest = gz_all;
-            let mut handles = Vec::new();
-            for (fine, coarse) in map.chunks(threads) {
-                let (head, tail) = rest.split_at_mut(coarse.len() * h);
-                rest = tail;
-                let base = coarse.start;
-                let (pa, di) = (&map.parent[fine.clone()], &map.digit[fine.clone()]);
-                let gslice = &g[fine.start * h..fine.end * h];
-                let w0 = self.w0;
-                handles.push(s.spawn(move || {
-                    let mut gm = vec![0f32; nm];
-                    bwd_rows(z, m, gslice, pa, di, base, head, &mut gm, h, w0);
-                    gm
-                }));
-            }
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("level backward worker panicked"))
-                .collect()
+        let w0 = self.w0;
+        let partial_gm = map.par_backward(threads, gz_all, h, |fine, base, head| {
+            let (pa, di) = (&map.parent[fine.clone()], &map.digit[fine.clone()]);
+            let mut gm = vec![0f32; nm];
+            bwd_rows(
+                z,
+                m,
+                &g[fine.start * h..fine.end * h],
+                pa,
+                di,
+                base,
+                head,
+                &mut gm,
+                h,
+                w0,
+            );
+            gm
         });
         for part in partial_gm {
             add_into(gm_total, &part);

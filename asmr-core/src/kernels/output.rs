@@ -239,43 +239,29 @@ impl CustomOp3 for LevelOutputGrads {
         let (gm_total, gw_total) = tail.split_at_mut(nm);
         let threads = threads_for(n * h);
         let g = &g;
-        let partials: Vec<(Vec<f32>, Vec<f32>)> = std::thread::scope(|s| {
-            let mut rest = gz_all;
-            let mut handles = Vec::new();
-            for (fine, coarse) in map.chunks(threads) {
-                let (head, tail) = rest.split_at_mut(coarse.len() * h);
-                rest = tail;
-                let base = coarse.start;
-                let (pa, di) = (&map.parent()[fine.clone()], &map.digit()[fine.clone()]);
-                let gslice = &g[fine.start * c..fine.end * c];
-                let w0 = self.w0;
-                handles.push(s.spawn(move || {
-                    let mut gm = vec![0f32; nm];
-                    let mut gw = vec![0f32; nw];
-                    let mut scratch = vec![0f32; 3 * h];
-                    bwd_points(
-                        z,
-                        m,
-                        wb,
-                        gslice,
-                        pa,
-                        di,
-                        base,
-                        head,
-                        &mut gm,
-                        &mut gw,
-                        &mut scratch,
-                        h,
-                        c,
-                        w0,
-                    );
-                    (gm, gw)
-                }));
-            }
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("output backward worker panicked"))
-                .collect()
+        let w0 = self.w0;
+        let partials = map.par_backward(threads, gz_all, h, |fine, base, head| {
+            let (pa, di) = (&map.parent()[fine.clone()], &map.digit()[fine.clone()]);
+            let gslice = &g[fine.start * c..fine.end * c];
+            let (mut gm, mut gw) = (vec![0f32; nm], vec![0f32; nw]);
+            let mut scratch = vec![0f32; 3 * h];
+            bwd_points(
+                z,
+                m,
+                wb,
+                gslice,
+                pa,
+                di,
+                base,
+                head,
+                &mut gm,
+                &mut gw,
+                &mut scratch,
+                h,
+                c,
+                w0,
+            );
+            (gm, gw)
         });
         for (gm, gw) in partials {
             add_into(gm_total, &gm);
