@@ -60,8 +60,8 @@ const SMALL: [&str; 6] = [
     "25",
 ];
 
-#[test]
-fn fit_writes_a_complete_run_folder_and_render_reproduces_it() {
+/// Fit the small photo into `run/` with the small settings; returns the folder, photo and stdout.
+fn fit_small_photo() -> (tempfile::TempDir, PathBuf, String) {
     let dir = tempfile::tempdir().unwrap();
     let photo = small_photo(dir.path());
     let mut args = vec![
@@ -74,6 +74,12 @@ fn fit_writes_a_complete_run_folder_and_render_reproduces_it() {
     ];
     args.extend(SMALL);
     let stdout = ok(&args, dir.path());
+    (dir, photo, stdout)
+}
+
+#[test]
+fn fit_writes_a_complete_run_folder_and_render_reproduces_it() {
+    let (dir, photo, stdout) = fit_small_photo();
     assert!(stdout.contains("bases per axis"), "{stdout}");
     let run = dir.path().join("run");
     for f in [
@@ -370,18 +376,7 @@ fn minibatch_fit_runs_epochs_and_renders_the_same() {
 
 #[test]
 fn region_render_equals_the_same_region_of_a_full_render() {
-    let dir = tempfile::tempdir().unwrap();
-    let photo = small_photo(dir.path());
-    let mut args = vec![
-        "fit",
-        "image",
-        photo.to_str().unwrap(),
-        "--out",
-        "run",
-        "-q",
-    ];
-    args.extend(SMALL);
-    ok(&args, dir.path());
+    let (dir, _, _) = fit_small_photo();
     ok(
         &["render", "run/model.safetensors", "--out", "full.png"],
         dir.path(),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::sine::{cos, multiversion, sin};
-use super::{add_into, cpu_f32, split_range, threads_for};
+use super::{add_into, cpu_f32, par_rows, split_range, threads_for};
 use crate::grid::MultiResGrid;
 
 /// Index maps of one level transition (resolution `i` to `i + 1`) of a grid.
@@ -266,15 +266,9 @@ impl CustomOp2 for LevelOp {
         );
         let n = self.map.fine_points();
         let mut out = vec![0f32; n * h];
-        let ranges = split_range(n, threads_for(n * h));
-        std::thread::scope(|s| {
-            let mut rest = out.as_mut_slice();
-            for r in ranges {
-                let (head, tail) = rest.split_at_mut(r.len() * h);
-                rest = tail;
-                let (pa, di) = (&self.map.parent[r.clone()], &self.map.digit[r]);
-                s.spawn(move || fwd_rows(z, m, pa, di, head, h, self.w0));
-            }
+        par_rows(n, h, n * h, &mut out, |r, part| {
+            let (pa, di) = (&self.map.parent[r.clone()], &self.map.digit[r]);
+            fwd_rows(z, m, pa, di, part, h, self.w0)
         });
         Ok((CpuStorage::F32(out), Shape::from((n, h))))
     }

@@ -84,6 +84,26 @@ pub(crate) fn add_into(total: &mut [f32], part: &[f32]) {
     }
 }
 
+/// Fill `out` (`n` rows of `width` values) in parallel: `f(rows, part)` writes rows `rows` into
+/// `part`. `work` (elementwise operations in all) decides how many threads are worth it.
+pub(crate) fn par_rows(
+    n: usize,
+    width: usize,
+    work: usize,
+    out: &mut [f32],
+    f: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync,
+) {
+    std::thread::scope(|s| {
+        let mut rest = out;
+        for r in split_range(n, threads_for(work)) {
+            let (head, tail) = rest.split_at_mut(r.len() * width);
+            rest = tail;
+            let f = &f;
+            s.spawn(move || f(r, head));
+        }
+    });
+}
+
 /// Split `0..n` into at most `parts` contiguous ranges of near-equal length.
 pub fn split_range(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
     let parts = parts.clamp(1, n.max(1));

@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::level::LevelMap;
 use super::sine::{multiversion, sin, sin_cos};
-use super::{add_into, cpu_f32, split_range, threads_for};
+use super::{add_into, cpu_f32, par_rows, threads_for};
 /// `[N, c]` outputs of the last level and the output layer (`w` is `[c, h]`, `b` is `[c]`).
 pub fn level_output(
     z: &Tensor,
@@ -148,19 +148,10 @@ impl CustomOp3 for LevelOutput {
         );
         let n = self.map.fine_points();
         let mut out = vec![0f32; n * c];
-        let ranges = split_range(n, threads_for(n * h));
-        std::thread::scope(|s| {
-            let mut rest = out.as_mut_slice();
-            for r in ranges {
-                let (head, tail) = rest.split_at_mut(r.len() * c);
-                rest = tail;
-                let (pa, di) = (&self.map.parent()[r.clone()], &self.map.digit()[r]);
-                let w0 = self.w0;
-                s.spawn(move || {
-                    let mut act = vec![0f32; h];
-                    fwd_points(z, m, wb, pa, di, head, &mut act, h, c, w0)
-                });
-            }
+        par_rows(n, c, n * h, &mut out, |r, part| {
+            let (pa, di) = (&self.map.parent()[r.clone()], &self.map.digit()[r]);
+            let mut act = vec![0f32; h];
+            fwd_points(z, m, wb, pa, di, part, &mut act, h, c, self.w0)
         });
         Ok((CpuStorage::F32(out), Shape::from((n, c))))
     }

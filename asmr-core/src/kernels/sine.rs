@@ -8,7 +8,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
-use super::{cpu_f32, split_range, threads_for};
+use super::{cpu_f32, par_rows};
 
 const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
 const INV_PI: f32 = std::f32::consts::FRAC_1_PI;
@@ -118,20 +118,6 @@ multiversion! {
     }
 }
 
-/// Run `f` over matching chunks of `out` and the inputs, on all kernel threads.
-fn par_map(n: usize, out: &mut [f32], f: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync) {
-    let ranges = split_range(n, threads_for(n));
-    std::thread::scope(|s| {
-        let mut rest = out;
-        for r in ranges {
-            let (head, tail) = rest.split_at_mut(r.len());
-            rest = tail;
-            let f = &f;
-            s.spawn(move || f(r, head));
-        }
-    });
-}
-
 /// `sin(w0 * x)` with a fused backward `g * w0 * cos(w0 * x)`.
 struct Sine {
     w0: f32,
@@ -145,7 +131,9 @@ impl CustomOp1 for Sine {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = cpu_f32(s, l, "sine")?;
         let mut out = vec![0f32; x.len()];
-        par_map(x.len(), &mut out, |r, o| sine_chunk(&x[r], o, self.w0));
+        par_rows(x.len(), 1, x.len(), &mut out, |r, o| {
+            sine_chunk(&x[r], o, self.w0)
+        });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
@@ -174,7 +162,7 @@ impl CustomOp2 for SineBwd {
         let x = cpu_f32(s1, l1, "sine backward")?;
         let g = cpu_f32(s2, l2, "sine backward")?;
         let mut out = vec![0f32; x.len()];
-        par_map(x.len(), &mut out, |r, o| {
+        par_rows(x.len(), 1, x.len(), &mut out, |r, o| {
             sine_bwd_chunk(&x[r.clone()], &g[r], o, self.w0)
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
