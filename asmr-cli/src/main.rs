@@ -14,6 +14,8 @@ use clap::{Args, Parser, Subcommand};
 // Plugin crates register through `inventory`; naming them keeps the linker from dropping them.
 use modality_audio as _;
 use modality_image as _;
+#[cfg(feature = "video")]
+use modality_video as _;
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +75,22 @@ struct FitArgs {
     /// Audio: write the reconstruction as 32-bit float WAV (16-bit PCM otherwise).
     #[arg(long)]
     float: bool,
+    /// Video: seconds into the clip of the first frame kept.
+    #[arg(long)]
+    start: Option<String>,
+    /// Video: frames to keep (after --stride).
+    #[arg(long)]
+    frames: Option<String>,
+    /// Video: keep every K-th frame.
+    #[arg(long)]
+    stride: Option<String>,
+    /// Video: scale frames to WxH (Lanczos), e.g. 480x270.
+    #[arg(long)]
+    size: Option<String>,
+    /// Full-grid steps estimated above this many GiB train on minibatches instead
+    /// (default half the RAM); --set train.max_memory_gb=G.
+    #[arg(long, value_name = "GIB")]
+    max_memory: Option<f64>,
     /// Model name (asmr, siren, ...); overrides the preset's `model`.
     #[arg(long)]
     model: Option<String>,
@@ -292,11 +310,18 @@ fn fit(args: FitArgs) -> Result<()> {
     if let Some(e) = args.eval_every {
         builder.set("train.eval_every", &e.to_string())?;
     }
+    if let Some(g) = args.max_memory {
+        builder.set("train.max_memory_gb", &g.to_string())?;
+    }
     for (key, value) in [
         ("data.offset", &args.offset),
         ("data.seconds", &args.seconds),
         ("data.sample_rate", &args.sample_rate),
         ("data.channels", &args.channels),
+        ("data.start", &args.start),
+        ("data.frames", &args.frames),
+        ("data.stride", &args.stride),
+        ("data.size", &args.size),
     ] {
         if let Some(v) = value {
             builder.set(key, v)?;
@@ -309,7 +334,10 @@ fn fit(args: FitArgs) -> Result<()> {
     find_model(&config.model)?;
     let options = config.data.load_options();
     if args.input.is_none() && !options.is_empty() {
-        bail!("--offset, --seconds, --sample-rate, --channels and --float apply to an input file");
+        bail!(
+            "loader options (--offset, --seconds, --sample-rate, --channels, --float, --start, \
+             --frames, --stride, --size) apply to an input file"
+        );
     }
     let signal = run::load_signal(modality, args.input.as_deref(), &options)?;
     for note in &signal.notes {
@@ -363,6 +391,13 @@ fn summarise(report: &run::FitReport) {
     if let Some(s) = num("ssim") {
         line += &format!(", SSIM {s:.4}");
     }
+    if let (Some(mean), Some(std)) = (num("psnr_frame_mean"), num("psnr_frame_std")) {
+        line += &format!(" (per frame: PSNR {mean:.2} ± {std:.2} dB");
+        if let Some(s) = num("ssim_frame_std") {
+            line += &format!(", SSIM ± {s:.4}");
+        }
+        line += ")";
+    }
     line += &format!(
         " at step {} of {} ({:.1} s, {:.2} steps/s)",
         m["best_step"],
@@ -380,10 +415,15 @@ fn summarise(report: &run::FitReport) {
         num("macs_per_sample").unwrap_or(0.0),
         num("bits_per_sample").unwrap_or(0.0)
     );
+    let mut files = vec![m["reconstruction"].as_str().unwrap_or("").to_string()];
+    if let Some(extra) = m.get("extra_files").and_then(|v| v.as_array()) {
+        files.extend(extra.iter().filter_map(|v| v.as_str()).map(String::from));
+    }
+    files.extend(["metrics.json", "psnr.png", "log.csv", "model.safetensors"].map(String::from));
     println!(
-        "results in {}/ ({}, metrics.json, psnr.png, log.csv, model.safetensors)",
+        "results in {}/ ({})",
         report.out_dir.display(),
-        m["reconstruction"].as_str().unwrap_or("")
+        files.join(", ")
     );
 }
 

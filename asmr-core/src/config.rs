@@ -29,6 +29,10 @@ pub struct DataConfig {
     pub sample_rate: Option<u32>,
     pub channels: Option<String>,
     pub float: bool,
+    pub start: Option<f64>,
+    pub frames: Option<usize>,
+    pub stride: Option<usize>,
+    pub size: Option<String>,
 }
 
 impl DataConfig {
@@ -45,6 +49,10 @@ impl DataConfig {
         put("sample_rate", self.sample_rate.map(|v| v.to_string()));
         put("channels", self.channels.clone());
         put("float", self.float.then(|| "true".to_string()));
+        put("start", self.start.map(|v| v.to_string()));
+        put("frames", self.frames.map(|v| v.to_string()));
+        put("stride", self.stride.map(|v| v.to_string()));
+        put("size", self.size.clone());
         o
     }
 }

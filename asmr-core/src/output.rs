@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-fn temp_sibling(path: &Path) -> PathBuf {
+/// A hidden temporary name beside `path`, for writing a file that is renamed into place.
+pub fn temp_sibling(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
