@@ -66,6 +66,127 @@ pub struct NetConfig {
     pub bases: Bases,
     pub modulator: ModulatorKind,
     pub coord_range: f64,
+    pub ffn: FfnConfig,
+    pub wire: WireConfig,
+    pub kilonerf: KiloNerfConfig,
+    pub ngp: NgpConfig,
+    pub grid: GridConfig,
+}
+
+/// `net.ffn`: Fourier-feature network (SPEC §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FfnConfig {
+    /// `K`: features `sin(2^k pi x)`, `cos(2^k pi x)` for `k < K`.
+    pub frequencies: usize,
+}
+
+/// `net.wire`: Gabor-wavelet network (SPEC §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireConfig {
+    pub omega0: f64,
+    pub sigma0: f64,
+    /// Complex Gabor activations (real and imaginary parts carried separately), or the real form.
+    pub complex: bool,
+}
+
+/// `net.kilonerf`: a grid of tiles, each with its own small MLP (SPEC §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KiloNerfConfig {
+    /// Tiles per axis: one value for every axis, or one per axis.
+    pub tiles: Vec<usize>,
+    pub layers: usize,
+    pub hidden: usize,
+    pub frequencies: usize,
+}
+
+/// `net.ngp`: multiresolution hash encoding and a small ReLU MLP (SPEC §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NgpConfig {
+    pub levels: usize,
+    pub features: usize,
+    pub log2_table: u32,
+    pub min_res: usize,
+    /// Finest resolution; `None` (`auto`): the signal's longest axis.
+    #[serde(with = "auto_usize")]
+    pub max_res: Option<usize>,
+    pub hidden: usize,
+}
+
+/// `net.grid`: a learned dense grid of values, interpolated, no network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridConfig {
+    /// Grid points per axis: one value for every axis or one per axis; empty (`auto`): half the
+    /// signal's samples per axis.
+    #[serde(with = "auto_list")]
+    pub resolution: Vec<usize>,
+}
+
+/// `auto` or a number.
+mod auto_usize {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Word(String),
+        Num(usize),
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(n) => Repr::Num(*n),
+            None => Repr::Word("auto".into()),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Num(n) => Ok(Some(n)),
+            Repr::Word(w) if w == "auto" => Ok(None),
+            Repr::Word(w) => Err(serde::de::Error::custom(format!(
+                "`{w}` is neither auto nor a number"
+            ))),
+        }
+    }
+}
+
+/// `auto` (an empty list) or a list of numbers (a single number is a list of one).
+mod auto_list {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Word(String),
+        Num(usize),
+        List(Vec<usize>),
+    }
+
+    pub fn serialize<S: Serializer>(v: &[usize], s: S) -> Result<S::Ok, S::Error> {
+        if v.is_empty() {
+            Repr::Word("auto".into())
+        } else {
+            Repr::List(v.to_vec())
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::List(v) => Ok(v),
+            Repr::Num(n) => Ok(vec![n]),
+            Repr::Word(w) if w == "auto" => Ok(Vec::new()),
+            Repr::Word(w) => Err(serde::de::Error::custom(format!(
+                "`{w}` is neither auto nor a list of numbers"
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +195,12 @@ pub struct TrainConfig {
     pub iterations: usize,
     pub lr: f64,
     pub lr_min: f64,
+    pub betas: [f64; 2],
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub lr_schedule: LrSchedule,
+    pub lr_step_every: usize,
+    pub lr_step_factor: f64,
     pub seed: u64,
     pub checkpoint_every: usize,
     pub batch: usize,
@@ -89,6 +216,43 @@ impl TrainConfig {
     /// Minibatch training (grid sampler, epochs) rather than full-grid steps.
     pub fn minibatch(&self) -> bool {
         self.batch > 0
+    }
+}
+
+/// How the learning rate moves over a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// Cosine annealing from `lr` to `lr_min` over the run (SPEC §5).
+    Cosine,
+    /// `lr * lr_step_factor` every `lr_step_every` steps (Instant-NGP, SPEC §6).
+    Step,
+}
+
+/// A model's own optimiser settings, used where the configuration says `auto`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OptimDefaults {
+    pub lr: f64,
+    pub betas: [f64; 2],
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub schedule: LrSchedule,
+    pub step_every: usize,
+    pub step_factor: f64,
+}
+
+impl OptimDefaults {
+    /// SPEC §5: Adam with PyTorch's defaults, cosine annealing; `lr` per model.
+    pub const fn adam(lr: f64) -> Self {
+        Self {
+            lr,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            weight_decay: 0.0,
+            schedule: LrSchedule::Cosine,
+            step_every: 100,
+            step_factor: 0.33,
+        }
     }
 }
 
@@ -176,6 +340,54 @@ impl Config {
             n.coord_range.is_finite() && n.coord_range > 0.0,
             "must be a positive number",
         )?;
+        pos(
+            "net.ffn.frequencies",
+            n.ffn.frequencies <= 32,
+            "must be at most 32",
+        )?;
+        pos(
+            "net.wire.omega0",
+            n.wire.omega0.is_finite() && n.wire.omega0 > 0.0,
+            "must be a positive number",
+        )?;
+        pos(
+            "net.wire.sigma0",
+            n.wire.sigma0.is_finite() && n.wire.sigma0 > 0.0,
+            "must be a positive number",
+        )?;
+        let k = &n.kilonerf;
+        pos(
+            "net.kilonerf.tiles",
+            !k.tiles.is_empty() && !k.tiles.contains(&0),
+            "must be one or more numbers of at least 1",
+        )?;
+        pos("net.kilonerf.layers", k.layers >= 1, "must be at least 1")?;
+        pos("net.kilonerf.hidden", k.hidden >= 1, "must be at least 1")?;
+        pos(
+            "net.kilonerf.frequencies",
+            k.frequencies <= 32,
+            "must be at most 32",
+        )?;
+        let g = &n.ngp;
+        pos("net.ngp.levels", g.levels >= 1, "must be at least 1")?;
+        pos("net.ngp.features", g.features >= 1, "must be at least 1")?;
+        pos(
+            "net.ngp.log2_table",
+            (4..=26).contains(&g.log2_table),
+            "must be between 4 and 26",
+        )?;
+        pos("net.ngp.min_res", g.min_res >= 1, "must be at least 1")?;
+        pos(
+            "net.ngp.max_res",
+            g.max_res.is_none_or(|m| m >= g.min_res),
+            "must be auto or at least net.ngp.min_res",
+        )?;
+        pos("net.ngp.hidden", g.hidden >= 1, "must be at least 1")?;
+        pos(
+            "net.grid.resolution",
+            !n.grid.resolution.contains(&0) && !n.grid.resolution.contains(&1),
+            "grid points per axis must be at least 2",
+        )?;
         let lists: Vec<&Vec<usize>> = match &n.bases {
             Bases::Auto => vec![],
             Bases::All(b) => vec![b],
@@ -204,6 +416,31 @@ impl Config {
             "train.lr_min",
             t.lr_min.is_finite() && t.lr_min >= 0.0 && t.lr_min <= t.lr,
             "must be between 0 and train.lr",
+        )?;
+        pos(
+            "train.betas",
+            t.betas.iter().all(|b| (0.0..1.0).contains(b)),
+            "must be two numbers in [0, 1)",
+        )?;
+        pos(
+            "train.eps",
+            t.eps.is_finite() && t.eps > 0.0,
+            "must be a positive number",
+        )?;
+        pos(
+            "train.weight_decay",
+            t.weight_decay.is_finite() && t.weight_decay >= 0.0,
+            "must be zero or more",
+        )?;
+        pos(
+            "train.lr_step_every",
+            t.lr_step_every >= 1,
+            "must be at least 1",
+        )?;
+        pos(
+            "train.lr_step_factor",
+            t.lr_step_factor > 0.0 && t.lr_step_factor <= 1.0,
+            "must be in (0, 1]",
         )?;
         Ok(())
     }
@@ -279,13 +516,55 @@ impl ConfigBuilder {
     }
 
     pub fn build(&self) -> Result<Config> {
-        let cfg: Config = serde_path_to_error::deserialize(self.tree.clone()).map_err(|e| {
+        let mut tree = self.tree.clone();
+        resolve_auto(&mut tree)?;
+        let cfg: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
             let key = e.path().to_string();
             Error::config(key, e.into_inner().to_string())
         })?;
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+/// Replace `auto` optimiser keys by the model's own settings ([`OptimDefaults`]).
+fn resolve_auto(tree: &mut Value) -> Result<()> {
+    let model = match tree.get("model") {
+        Some(Value::String(m)) => m.clone(),
+        _ => return Err(Error::config("model", "must be a model name")),
+    };
+    let o = crate::models::find_model(&model)?.optim;
+    let Some(train) = tree.get_mut("train").and_then(|t| t.as_mapping_mut()) else {
+        return Err(Error::config("train", "is a value, not a section"));
+    };
+    let is_auto = |v: Option<&Value>| v.and_then(|v| v.as_str()) == Some("auto");
+    let schedule = match o.schedule {
+        LrSchedule::Cosine => "cosine",
+        LrSchedule::Step => "step",
+    };
+    let resolved: [(&str, Value); 7] = [
+        ("lr", o.lr.into()),
+        (
+            "betas",
+            Value::Sequence(vec![o.betas[0].into(), o.betas[1].into()]),
+        ),
+        ("eps", o.eps.into()),
+        ("weight_decay", o.weight_decay.into()),
+        ("lr_schedule", schedule.into()),
+        ("lr_step_every", (o.step_every as u64).into()),
+        ("lr_step_factor", o.step_factor.into()),
+    ];
+    for (key, value) in resolved {
+        if is_auto(train.get(key)) {
+            train.insert(key.into(), value);
+        }
+    }
+    if is_auto(train.get("lr_min")) {
+        // A tenth of the starting rate, as SPEC §5's 1e-4 -> 1e-5.
+        let lr = train.get("lr").and_then(|v| v.as_f64()).unwrap_or(o.lr);
+        train.insert("lr_min".into(), (lr / 10.0).into());
+    }
+    Ok(())
 }
 
 fn merge(base: &mut Value, overlay: Mapping, prefix: &str, source: &str) -> Result<()> {

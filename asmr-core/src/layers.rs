@@ -144,3 +144,71 @@ impl Module for SineMlp {
 pub fn mlp_macs(sizes: &[usize]) -> usize {
     sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
 }
+
+/// PyTorch's default `nn.Linear` init: weight and bias from `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`.
+pub fn torch_dense(fan_in: usize, fan_out: usize, vb: VarBuilder) -> Result<Dense> {
+    dense(fan_in, fan_out, true, 1.0 / (fan_in as f64).sqrt(), vb)
+}
+
+/// Kaiming-uniform weights for a leaky ReLU of negative slope `slope` (fan-in mode), zero bias.
+pub fn kaiming_dense(fan_in: usize, fan_out: usize, slope: f64, vb: VarBuilder) -> Result<Dense> {
+    let gain = (2.0 / (1.0 + slope * slope)).sqrt();
+    let bound = gain * (3.0 / fan_in as f64).sqrt();
+    let weight = vb.get_with_hints(
+        (fan_out, fan_in),
+        "weight",
+        Init::Uniform {
+            lo: -bound,
+            up: bound,
+        },
+    )?;
+    let bias = vb.get_with_hints(fan_out, "bias", Init::Const(0.0))?;
+    Ok(Dense {
+        weight,
+        bias: Some(bias),
+    })
+}
+
+/// `max(x, slope * x)`: ReLU for a slope of 0, leaky ReLU otherwise.
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    if slope == 0.0 {
+        x.relu()
+    } else {
+        x.maximum(&x.affine(slope, 0.0)?)
+    }
+}
+
+/// Dense layers with a (leaky) ReLU between them and a linear output, PyTorch's default init.
+#[derive(Debug, Clone)]
+pub struct ReluMlp {
+    layers: Vec<Dense>,
+}
+
+impl ReluMlp {
+    /// `sizes` = inputs, hidden widths..., outputs.
+    pub fn new(sizes: &[usize], vb: VarBuilder) -> Result<Self> {
+        if sizes.len() < 2 {
+            candle_core::bail!("an MLP needs inputs and outputs");
+        }
+        let layers = sizes
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| torch_dense(w[0], w[1], vb.pp(i)))
+            .collect::<Result<_>>()?;
+        Ok(Self { layers })
+    }
+}
+
+impl Module for ReluMlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut z = x.clone();
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            z = layer.forward(&z)?;
+            if i < last {
+                z = z.relu()?;
+            }
+        }
+        Ok(z)
+    }
+}

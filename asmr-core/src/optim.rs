@@ -9,6 +9,8 @@ pub struct AdamConfig {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
+    /// L2 penalty added to the gradient (PyTorch's `weight_decay`, not AdamW's decoupled one).
+    pub weight_decay: f64,
 }
 
 impl Default for AdamConfig {
@@ -17,6 +19,7 @@ impl Default for AdamConfig {
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
+            weight_decay: 0.0,
         }
     }
 }
@@ -52,11 +55,23 @@ impl Adam {
 
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
         self.t += 1;
-        let AdamConfig { beta1, beta2, eps } = self.config;
+        let AdamConfig {
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        } = self.config;
         let bc1 = 1.0 - beta1.powi(self.t as i32);
         let bc2 = 1.0 - beta2.powi(self.t as i32);
         for (i, (_, var)) in self.vars.iter().enumerate() {
             let Some(g) = grads.get(var) else { continue };
+            let decayed;
+            let g = if weight_decay > 0.0 {
+                decayed = (g + (var.as_tensor() * weight_decay)?)?;
+                &decayed
+            } else {
+                g
+            };
             let m = ((&self.m[i] * beta1)? + (g * (1.0 - beta1))?)?;
             let v = ((&self.v[i] * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
             let denom = ((v.sqrt()? / bc2.sqrt())? + eps)?;
@@ -97,6 +112,11 @@ impl Adam {
     }
 }
 
+/// Step decay: `lr * factor^(step / every)` (PyTorch's StepLR).
+pub fn step_lr(step: usize, lr: f64, every: usize, factor: f64) -> f64 {
+    lr * factor.powi((step / every.max(1)) as i32)
+}
+
 /// Cosine annealing from `lr` at step 0 to `lr_min` at step `total` (PyTorch's CosineAnnealingLR
 /// with `T_max = total`).
 pub fn cosine_lr(step: usize, total: usize, lr: f64, lr_min: f64) -> f64 {
@@ -116,40 +136,63 @@ mod tests {
         assert!((cosine_lr(50, 100, 1e-4, 1e-5) - 5.5e-5).abs() < 1e-12);
     }
 
-    /// Two Adam steps on `f(p) = sum(c * p^2)`, against the update rule written out in f64.
+    /// Three Adam steps on `f(p) = sum(c * p^2)`, against the update rule written out in f64: the
+    /// default settings, and Instant-NGP's (betas 0.9/0.99, eps 1e-15, L2 weight decay).
     #[test]
     fn matches_the_pytorch_update_rule() {
-        let dev = Device::Cpu;
-        let p0 = [0.5f64, -1.0, 2.0];
-        let c = [1.0f64, 3.0, 0.1];
-        let var = Var::from_tensor(
-            &Tensor::new(&[p0[0] as f32, p0[1] as f32, p0[2] as f32], &dev).unwrap(),
-        )
-        .unwrap();
-        let ct = Tensor::new(&[c[0] as f32, c[1] as f32, c[2] as f32], &dev).unwrap();
-        let mut adam = Adam::new(vec![("p".into(), var.clone())], AdamConfig::default()).unwrap();
-        let (lr, b1, b2, eps) = (0.01, 0.9, 0.999, 1e-8);
-        let mut p = p0;
-        let (mut m, mut v) = ([0f64; 3], [0f64; 3]);
-        for t in 1..=3 {
-            let loss = (var.as_tensor().sqr().unwrap() * &ct)
-                .unwrap()
-                .sum_all()
-                .unwrap();
-            adam.step(&loss.backward().unwrap(), lr).unwrap();
-            for i in 0..3 {
-                let g = 2.0 * c[i] * p[i];
-                m[i] = b1 * m[i] + (1.0 - b1) * g;
-                v[i] = b2 * v[i] + (1.0 - b2) * g * g;
-                let mh = m[i] / (1.0 - b1.powi(t));
-                let vh = v[i] / (1.0 - b2.powi(t));
-                p[i] -= lr * mh / (vh.sqrt() + eps);
+        let ngp = AdamConfig {
+            beta1: 0.9,
+            beta2: 0.99,
+            eps: 1e-15,
+            weight_decay: 0.1,
+        };
+        for config in [AdamConfig::default(), ngp] {
+            let dev = Device::Cpu;
+            let p0 = [0.5f64, -1.0, 2.0];
+            let c = [1.0f64, 3.0, 0.1];
+            let var = Var::from_tensor(
+                &Tensor::new(&[p0[0] as f32, p0[1] as f32, p0[2] as f32], &dev).unwrap(),
+            )
+            .unwrap();
+            let ct = Tensor::new(&[c[0] as f32, c[1] as f32, c[2] as f32], &dev).unwrap();
+            let mut adam = Adam::new(vec![("p".into(), var.clone())], config).unwrap();
+            let AdamConfig {
+                beta1: b1,
+                beta2: b2,
+                eps,
+                weight_decay: wd,
+            } = config;
+            let lr = 0.01;
+            let mut p = p0;
+            let (mut m, mut v) = ([0f64; 3], [0f64; 3]);
+            for t in 1..=3 {
+                let loss = (var.as_tensor().sqr().unwrap() * &ct)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap();
+                adam.step(&loss.backward().unwrap(), lr).unwrap();
+                for i in 0..3 {
+                    let g = 2.0 * c[i] * p[i] + wd * p[i];
+                    m[i] = b1 * m[i] + (1.0 - b1) * g;
+                    v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+                    let mh = m[i] / (1.0 - b1.powi(t));
+                    let vh = v[i] / (1.0 - b2.powi(t));
+                    p[i] -= lr * mh / (vh.sqrt() + eps);
+                }
             }
+            let got = var.as_tensor().to_vec1::<f32>().unwrap();
+            for i in 0..3 {
+                assert!((got[i] as f64 - p[i]).abs() < 1e-6, "{got:?} vs {p:?}");
+            }
+            assert_eq!(adam.steps(), 3);
         }
-        let got = var.as_tensor().to_vec1::<f32>().unwrap();
-        for i in 0..3 {
-            assert!((got[i] as f64 - p[i]).abs() < 1e-6, "{got:?} vs {p:?}");
-        }
-        assert_eq!(adam.steps(), 3);
+    }
+
+    #[test]
+    fn step_decay() {
+        assert_eq!(step_lr(0, 1e-2, 100, 0.33), 1e-2);
+        assert_eq!(step_lr(99, 1e-2, 100, 0.33), 1e-2);
+        assert!((step_lr(100, 1e-2, 100, 0.33) - 3.3e-3).abs() < 1e-15);
+        assert!((step_lr(250, 1e-2, 100, 0.33) - 1e-2 * 0.33 * 0.33).abs() < 1e-15);
     }
 }

@@ -10,11 +10,12 @@ use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointKind, CheckpointMeta};
+use crate::config::LrSchedule;
 use crate::config::{Config, TrainConfig};
 use crate::error::{Error, Result};
 use crate::metrics::psnr_from_mse;
 use crate::models::BuiltModel;
-use crate::optim::{cosine_lr, Adam, AdamConfig};
+use crate::optim::{cosine_lr, step_lr, Adam, AdamConfig};
 use crate::signal::Signal;
 
 /// One row of `log.csv`.
@@ -116,7 +117,15 @@ impl<'a> Trainer<'a> {
                 &model.device,
             )?)
         };
-        let adam = Adam::new(model.params.vars(), AdamConfig::default())?;
+        let adam = Adam::new(
+            model.params.vars(),
+            AdamConfig {
+                beta1: config.betas[0],
+                beta2: config.betas[1],
+                eps: config.eps,
+                weight_decay: config.weight_decay,
+            },
+        )?;
         Ok(Self {
             model,
             config: config.clone(),
@@ -196,7 +205,11 @@ impl<'a> Trainer<'a> {
             Some(spe) => (self.step / spe, self.config.epochs),
             None => (self.step, self.config.iterations),
         };
-        cosine_lr(pos, total, self.config.lr, self.config.lr_min)
+        let c = &self.config;
+        match c.lr_schedule {
+            LrSchedule::Cosine => cosine_lr(pos, total, c.lr, c.lr_min),
+            LrSchedule::Step => step_lr(pos, c.lr, c.lr_step_every, c.lr_step_factor),
+        }
     }
 
     /// One full-grid optimisation step; its PSNR is the whole signal's, so it updates the best step.

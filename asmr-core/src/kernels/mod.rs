@@ -3,6 +3,8 @@
 //! sine, at full resolution) would otherwise dominate a step. Other devices use the plain candle
 //! graph, which computes the same thing.
 
+pub mod gabor;
+pub mod interp;
 pub mod level;
 pub mod output;
 pub mod sine;

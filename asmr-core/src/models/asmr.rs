@@ -317,5 +317,6 @@ inventory::submit! {
         uses_grid: true,
         build,
         profile,
+        optim: crate::config::OptimDefaults::adam(1e-4),
     }
 }

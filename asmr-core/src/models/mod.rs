@@ -2,12 +2,19 @@
 //! `inventory`, so crates added later can contribute models the CLI finds by name.
 
 pub mod asmr;
+pub mod dense_grid;
+pub mod encoding;
+pub mod ffn;
+pub mod kilonerf;
+pub mod lattice;
+pub mod ngp;
 pub mod siren;
+pub mod wire;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::config::NetConfig;
+use crate::config::{NetConfig, OptimDefaults};
 use crate::error::{Error, Result};
 use crate::grid::MultiResGrid;
 use crate::params::ParamStore;
@@ -105,6 +112,8 @@ pub struct ModelEntry {
     pub uses_grid: bool,
     pub build: BuildFn,
     pub profile: ProfileFn,
+    /// Optimiser settings the configuration's `auto` keys take.
+    pub optim: OptimDefaults,
 }
 
 inventory::collect!(ModelEntry);

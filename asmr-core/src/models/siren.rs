@@ -38,23 +38,7 @@ impl Siren {
     /// `linspace(-r, r, N_a)[x]` per axis.
     fn normalise(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
         let d = self.shape.len();
-        let scale: Vec<f32> = self
-            .shape
-            .iter()
-            .map(|&n| if n > 1 { 2.0 / (n - 1) as f32 } else { 0.0 })
-            .collect();
-        let x: Vec<f32> = idx
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                let a = i % d;
-                if scale[a] == 0.0 {
-                    0.0
-                } else {
-                    (v as f32 * scale[a] - 1.0) * self.range
-                }
-            })
-            .collect();
+        let x = super::encoding::normalise(&self.shape, idx, self.range);
         Tensor::from_vec(x, (idx.len() / d, d), &self.device)
     }
 }
@@ -92,5 +76,6 @@ inventory::submit! {
         uses_grid: false,
         build,
         profile,
+        optim: crate::config::OptimDefaults::adam(1e-4),
     }
 }

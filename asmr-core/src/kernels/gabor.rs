@@ -1,0 +1,187 @@
+//! WIRE's complex Gabor activation `exp(i w0 z - |s0 z|^2)` as one fused op with its backward.
+//! A complex tensor is `[n, 2h]`: real parts in the first `h` columns, imaginary in the last `h`.
+//! For `z = a + ib` the activation is `E (cos(w0 a) + i sin(w0 a))` with
+//! `E = exp(-w0 b - s0^2 (a^2 + b^2))`. Done with candle's ops it is a dozen passes over `[n, h]`
+//! each way; here it is one.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+
+use super::sine::sin_cos;
+use super::{cpu_f32, par_rows};
+
+#[derive(Debug, Clone, Copy)]
+struct Gabor {
+    omega0: f32,
+    sigma0: f32,
+    /// The input is real (`[n, h]`, `b = 0`), as after WIRE's first layer.
+    real_input: bool,
+}
+
+impl Gabor {
+    fn widths(&self, cols: usize) -> (usize, usize) {
+        if self.real_input {
+            (cols, cols)
+        } else {
+            (cols, cols / 2)
+        }
+    }
+
+    /// `(E, cos, sin)` at `(a, b)`.
+    #[inline]
+    fn parts(&self, a: f32, b: f32) -> (f32, f32, f32) {
+        let s2 = self.sigma0 * self.sigma0;
+        let e = (-self.omega0 * b - s2 * (a * a + b * b)).exp();
+        let (s, c) = sin_cos(self.omega0 * a);
+        (e, c, s)
+    }
+}
+
+impl CustomOp1 for Gabor {
+    fn name(&self) -> &'static str {
+        "asmr-gabor"
+    }
+
+    fn cpu_fwd(&self, st: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let z = cpu_f32(st, l, "gabor")?;
+        let (n, cols) = l.shape().dims2()?;
+        let (_, h) = self.widths(cols);
+        let mut out = vec![0f32; n * 2 * h];
+        par_rows(n, 2 * h, n * h * 8, &mut out, |rows, part| {
+            for (local, i) in rows.enumerate() {
+                let zr = &z[i * cols..(i + 1) * cols];
+                let o = &mut part[local * 2 * h..(local + 1) * 2 * h];
+                for j in 0..h {
+                    let b = if self.real_input { 0.0 } else { zr[h + j] };
+                    let (e, c, s) = self.parts(zr[j], b);
+                    o[j] = e * c;
+                    o[h + j] = e * s;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((n, 2 * h))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let g = grad.contiguous()?;
+        Ok(Some(arg.apply_op2_no_bwd(&g, &GaborBwd(*self))?))
+    }
+}
+
+struct GaborBwd(Gabor);
+
+impl CustomOp2 for GaborBwd {
+    fn name(&self) -> &'static str {
+        "asmr-gabor-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let op = self.0;
+        let z = cpu_f32(s1, l1, "gabor backward")?;
+        let g = cpu_f32(s2, l2, "gabor backward")?;
+        let (n, cols) = l1.shape().dims2()?;
+        let (_, h) = op.widths(cols);
+        let sq = op.sigma0 * op.sigma0;
+        let mut out = vec![0f32; n * cols];
+        par_rows(n, cols, n * h * 12, &mut out, |rows, part| {
+            for (local, i) in rows.enumerate() {
+                let zr = &z[i * cols..(i + 1) * cols];
+                let gr = &g[i * 2 * h..(i + 1) * 2 * h];
+                let o = &mut part[local * cols..(local + 1) * cols];
+                for j in 0..h {
+                    let a = zr[j];
+                    let b = if op.real_input { 0.0 } else { zr[h + j] };
+                    let (e, c, s) = op.parts(a, b);
+                    let (g_re, g_im) = (gr[j], gr[h + j]);
+                    // d/da and d/db of E; then the chain rule through E cos and E sin.
+                    let p = g_re * c + g_im * s;
+                    let q = g_im * c - g_re * s;
+                    o[j] = e * (-2.0 * sq * a) * p + e * op.omega0 * q;
+                    if !op.real_input {
+                        o[h + j] = e * (-op.omega0 - 2.0 * sq * b) * p;
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// The activation of `z` (`[n, 2h]` complex, or `[n, h]` real when `real_input`), `[n, 2h]`:
+/// the fused kernel on the CPU for f32, candle's own ops elsewhere.
+pub fn complex_gabor(z: &Tensor, omega0: f64, sigma0: f64, real_input: bool) -> Result<Tensor> {
+    if super::enabled() && z.device().is_cpu() && z.dtype() == candle_core::DType::F32 {
+        z.contiguous()?.apply_op1(Gabor {
+            omega0: omega0 as f32,
+            sigma0: sigma0 as f32,
+            real_input,
+        })
+    } else {
+        complex_gabor_plain(z, omega0, sigma0, real_input)
+    }
+}
+
+/// The reference path, on any device.
+pub fn complex_gabor_plain(
+    z: &Tensor,
+    omega0: f64,
+    sigma0: f64,
+    real_input: bool,
+) -> Result<Tensor> {
+    let s2 = sigma0 * sigma0;
+    let (a, exponent) = if real_input {
+        (z.clone(), z.sqr()?.affine(-s2, 0.0)?)
+    } else {
+        let h = z.dim(1)? / 2;
+        let (a, b) = (z.narrow(1, 0, h)?, z.narrow(1, h, h)?);
+        let ab = (a.sqr()? + b.sqr()?)?;
+        let e = (ab.affine(-s2, 0.0)? - b.affine(omega0, 0.0)?)?;
+        (a, e)
+    };
+    let envelope = exponent.exp()?;
+    let phase = a.affine(omega0, 0.0)?;
+    Tensor::cat(
+        &[(&envelope * phase.cos()?)?, (envelope * phase.sin()?)?],
+        1,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn fused_matches_plain() {
+        let dev = Device::Cpu;
+        for real in [false, true] {
+            let cols = if real { 37 } else { 74 };
+            let z =
+                Var::from_tensor(&Tensor::randn(0f32, 0.05, (3000, cols), &dev).unwrap()).unwrap();
+            let r = Tensor::randn(0f32, 1.0, (3000, 74), &dev).unwrap();
+            let a = complex_gabor(z.as_tensor(), 20.0, 20.0, real).unwrap();
+            let b = complex_gabor_plain(z.as_tensor(), 20.0, 20.0, real).unwrap();
+            let diff = |x: &Tensor, y: &Tensor| -> f32 {
+                (x - y)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar()
+                    .unwrap()
+            };
+            assert!(diff(&a, &b) < 1e-5, "{}", diff(&a, &b));
+            let ga = (a * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let gb = (b * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let (ga, gb) = (ga.get(&z).unwrap(), gb.get(&z).unwrap());
+            let scale: f32 = gb.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+            assert!(diff(ga, gb) < 1e-4 * scale.max(1.0), "{}", diff(ga, gb));
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Weighted gathers from a feature table — the (multi)linear interpolation of the dense-grid and
+//! hash-grid encodings — with a parallel scatter-add backward. Candle's `index_add` (the backward
+//! of `index_select`) runs nearly serially on the CPU; here the table's rows are split between
+//! threads, each thread scanning every corner and adding only those that land in its rows, so no
+//! two threads write the same row and no per-thread copy of the table is needed.
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+
+use super::{cpu_f32, par_rows};
+
+/// Which table rows each output reads and with what weights: `n` samples x `groups` (levels) x
+/// `corners`, row-major. The output of a sample is one `F`-vector per group.
+#[derive(Debug, Clone)]
+pub struct Gather {
+    pub n: usize,
+    pub groups: usize,
+    pub corners: usize,
+    /// Table row of every corner.
+    pub rows: Vec<u32>,
+    /// Weight of every corner.
+    pub weights: Vec<f32>,
+    /// Rows of the table the gather reads from.
+    pub table_rows: usize,
+}
+
+impl Gather {
+    fn check(&self, table: &Tensor) -> Result<usize> {
+        let (t, f) = table.dims2()?;
+        let len = self.n * self.groups * self.corners;
+        if t != self.table_rows || self.rows.len() != len || self.weights.len() != len {
+            candle_core::bail!(
+                "interpolation plan does not match its table ({t} rows, plan for {})",
+                self.table_rows
+            );
+        }
+        if let Some(&r) = self.rows.iter().find(|&&r| r as usize >= t) {
+            candle_core::bail!("interpolation row {r} is outside the table of {t} rows");
+        }
+        Ok(f)
+    }
+}
+
+/// `out[i, g*F..(g+1)*F] = sum_k w[i,g,k] * table[row[i,g,k], :]`, shape `[n, groups * F]`.
+/// The fused kernel on the CPU; candle's `index_select` and sums elsewhere (or with the kernels
+/// switched off).
+pub fn interpolate(table: &Tensor, plan: &Arc<Gather>) -> Result<Tensor> {
+    let f = plan.check(table)?;
+    if super::enabled() && table.device().is_cpu() && table.dtype() == candle_core::DType::F32 {
+        table.contiguous()?.apply_op1(Interp { plan: plan.clone() })
+    } else {
+        interpolate_plain(table, plan, f)
+    }
+}
+
+/// The reference path, on any device.
+pub fn interpolate_plain(table: &Tensor, plan: &Gather, f: usize) -> Result<Tensor> {
+    let dev = table.device();
+    let len = plan.rows.len();
+    let rows = Tensor::from_slice(&plan.rows, len, dev)?;
+    let w = Tensor::from_slice(&plan.weights, (len, 1), dev)?;
+    table
+        .index_select(&rows, 0)?
+        .broadcast_mul(&w)?
+        .reshape((plan.n, plan.groups, plan.corners, f))?
+        .sum(2)?
+        .reshape((plan.n, plan.groups * f))
+}
+
+struct Interp {
+    plan: Arc<Gather>,
+}
+
+impl CustomOp1 for Interp {
+    fn name(&self) -> &'static str {
+        "asmr-interp"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let table = cpu_f32(s, l, "interpolate")?;
+        let f = l.dims()[1];
+        let p = &*self.plan;
+        let width = p.groups * f;
+        let mut out = vec![0f32; p.n * width];
+        let work = p.n * p.groups * p.corners * f;
+        par_rows(p.n, width, work, &mut out, |range, part| {
+            for (local, i) in range.enumerate() {
+                let row_out = &mut part[local * width..(local + 1) * width];
+                for g in 0..p.groups {
+                    let dst = &mut row_out[g * f..(g + 1) * f];
+                    let base = (i * p.groups + g) * p.corners;
+                    for k in base..base + p.corners {
+                        let w = p.weights[k];
+                        let src = &table[p.rows[k] as usize * f..][..f];
+                        for (o, &v) in dst.iter_mut().zip(src) {
+                            *o += w * v;
+                        }
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((p.n, width))))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let g = grad.contiguous()?;
+        Ok(Some(g.apply_op1_no_bwd(&Scatter {
+            plan: self.plan.clone(),
+        })?))
+    }
+}
+
+/// The backward: `grad_table[row[i,g,k], :] += w[i,g,k] * grad_out[i, g*F..]`.
+struct Scatter {
+    plan: Arc<Gather>,
+}
+
+impl CustomOp1 for Scatter {
+    fn name(&self) -> &'static str {
+        "asmr-interp-bwd"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let grad = cpu_f32(s, l, "interpolate backward")?;
+        let p = &*self.plan;
+        let f = l.dims()[1] / p.groups.max(1);
+        let mut out = vec![0f32; p.table_rows * f];
+        let work = p.n * p.groups * p.corners * f;
+        par_rows(p.table_rows, f, work, &mut out, |rows, part| {
+            let (lo, hi) = (rows.start as u32, rows.end as u32);
+            for (k, (&r, &w)) in p.rows.iter().zip(&p.weights).enumerate() {
+                if r < lo || r >= hi {
+                    continue;
+                }
+                // Corner k belongs to sample i, group g.
+                let ig = k / p.corners;
+                let src = &grad[ig * f..(ig + 1) * f];
+                let dst = &mut part[(r - lo) as usize * f..][..f];
+                for (o, &v) in dst.iter_mut().zip(src) {
+                    *o += w * v;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((p.table_rows, f))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn plan(n: usize, groups: usize, corners: usize, table_rows: usize) -> Gather {
+        let mut rng = crate::rng::Rng::new(3);
+        let len = n * groups * corners;
+        Gather {
+            n,
+            groups,
+            corners,
+            rows: (0..len)
+                .map(|_| (rng.next_u64() % table_rows as u64) as u32)
+                .collect(),
+            weights: (0..len).map(|_| rng.uniform(-1.0, 1.0) as f32).collect(),
+            table_rows,
+        }
+    }
+
+    /// Fused and plain paths agree in value and table gradient, with many corners hitting the
+    /// same rows (the case a racy scatter would get wrong).
+    #[test]
+    fn fused_matches_plain() {
+        let dev = Device::Cpu;
+        let p = Arc::new(plan(40_000, 3, 4, 257));
+        let table = Var::from_tensor(&Tensor::randn(0f32, 1.0, (257, 2), &dev).unwrap()).unwrap();
+        let r = Tensor::randn(0f32, 1.0, (40_000, 6), &dev).unwrap();
+        let a = interpolate(table.as_tensor(), &p).unwrap();
+        let b = interpolate_plain(table.as_tensor(), &p, 2).unwrap();
+        let diff = |x: &Tensor, y: &Tensor| -> f32 {
+            (x - y)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        assert!(diff(&a, &b) < 1e-5);
+        let ga = (a * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let gb = (b * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        let (ga, gb) = (ga.get(&table).unwrap(), gb.get(&table).unwrap());
+        let scale: f32 = gb.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        assert!(diff(ga, gb) < 1e-4 * scale.max(1.0), "{}", diff(ga, gb));
+    }
+
+    #[test]
+    fn rows_outside_the_table_are_an_error() {
+        let dev = Device::Cpu;
+        let mut p = plan(4, 1, 2, 8);
+        p.rows[3] = 8;
+        let table = Tensor::zeros((8, 1), candle_core::DType::F32, &dev).unwrap();
+        assert!(interpolate(&table, &Arc::new(p)).is_err());
+    }
+}

@@ -1,0 +1,138 @@
+//! Dense-grid baseline (`--model grid`): a learned lattice of values, `net.grid.resolution` points
+//! per axis spanning the signal corner to corner, read by (multi)linear interpolation — no network
+//! at all. The honest reference for dense signals: parameters buy resolution directly.
+
+use std::sync::{Arc, OnceLock};
+
+use candle_core::Tensor;
+use candle_nn::{Init, VarBuilder};
+
+use super::lattice::{dense_index, for_each_corner};
+use super::{all_indices, Model, ModelContext, ModelEntry};
+use crate::config::OptimDefaults;
+use crate::error::{Error, Result};
+use crate::kernels::interp::{interpolate, Gather};
+use crate::profile::Profile;
+
+pub struct DenseGrid {
+    table: Tensor,
+    verts: Vec<usize>,
+    shape: Vec<usize>,
+    /// The whole-signal gather, built on first use.
+    full: OnceLock<Arc<Gather>>,
+}
+
+/// Lattice points per axis: `net.grid.resolution` (one for all axes or one per axis), or half
+/// the samples (at least 2).
+pub fn resolution(ctx: &ModelContext) -> Result<Vec<usize>> {
+    let r = &ctx.net.grid.resolution;
+    let d = ctx.dims();
+    match r.len() {
+        0 => Ok(ctx
+            .signal_shape
+            .iter()
+            .map(|&n| n.div_ceil(2).max(2))
+            .collect()),
+        1 => Ok(vec![r[0]; d]),
+        n if n == d => Ok(r.clone()),
+        n => Err(Error::config(
+            "net.grid.resolution",
+            format!("{n} values for a signal of {d} axes: give one, or one per axis"),
+        )),
+    }
+}
+
+impl DenseGrid {
+    pub fn new(ctx: &ModelContext, vb: VarBuilder) -> Result<Self> {
+        let verts = resolution(ctx)?;
+        let rows: usize = verts.iter().product();
+        let table = vb.get_with_hints((rows, ctx.channels), "table", Init::Const(0.0))?;
+        Ok(Self {
+            table,
+            verts,
+            shape: ctx.signal_shape.clone(),
+            full: OnceLock::new(),
+        })
+    }
+
+    fn plan(&self, idx: &[u32]) -> Gather {
+        let d = self.shape.len();
+        let n = idx.len() / d;
+        let corners = 1 << d;
+        let mut rows = Vec::with_capacity(n * corners);
+        let mut weights = Vec::with_capacity(n * corners);
+        let scale: Vec<f32> = self
+            .shape
+            .iter()
+            .zip(&self.verts)
+            .map(|(&s, &v)| {
+                if s > 1 {
+                    (v - 1) as f32 / (s - 1) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mut p = vec![0f32; d];
+        for x in idx.chunks_exact(d) {
+            for a in 0..d {
+                p[a] = x[a] as f32 * scale[a];
+            }
+            for_each_corner(&p, &self.verts, |_, v, w| {
+                rows.push(dense_index(v, &self.verts) as u32);
+                weights.push(w);
+            });
+        }
+        Gather {
+            n,
+            groups: 1,
+            corners,
+            rows,
+            weights,
+            table_rows: self.verts.iter().product(),
+        }
+    }
+}
+
+impl Model for DenseGrid {
+    fn forward_grid(&self) -> candle_core::Result<Tensor> {
+        let plan = self
+            .full
+            .get_or_init(|| Arc::new(self.plan(&all_indices(&self.shape))));
+        interpolate(&self.table, plan)
+    }
+
+    fn forward_points(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
+        interpolate(&self.table, &Arc::new(self.plan(idx)))
+    }
+}
+
+/// No MLP: `2^d` weighted reads per output channel, plus the `2^d (d - 1)` products that make the
+/// corner weights.
+pub fn profile(ctx: &ModelContext) -> Result<Profile> {
+    let verts = resolution(ctx)?;
+    let (d, c) = (ctx.dims(), ctx.channels);
+    let corners = 1usize << d;
+    Ok(Profile::new(
+        verts.iter().product::<usize>() * c,
+        vec![(
+            "interpolation",
+            (corners * c + corners * d.saturating_sub(1)) as f64,
+        )],
+    ))
+}
+
+fn build(ctx: &ModelContext, vb: VarBuilder) -> Result<Box<dyn Model>> {
+    Ok(Box::new(DenseGrid::new(ctx, vb)?))
+}
+
+inventory::submit! {
+    ModelEntry {
+        name: "grid",
+        description: "dense-grid baseline: learned values on a lattice, (multi)linear interpolation, no network (lr 1e-1)",
+        uses_grid: false,
+        build,
+        profile,
+        optim: OptimDefaults::adam(1e-1),
+    }
+}

@@ -1,0 +1,77 @@
+//! FFN baseline (SPEC §6): Fourier features `[x, sin(2^k pi x), cos(2^k pi x)]` (`k <
+//! net.ffn.frequencies`) of coordinates normalised to `[-1, 1]`, then a ReLU MLP of `net.layers`
+//! layers `net.hidden` wide; PyTorch's default init; lr 1e-3.
+
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+
+use super::encoding::{fourier_features, fourier_width, normalise};
+use super::{all_indices, Model, ModelContext, ModelEntry};
+use crate::config::OptimDefaults;
+use crate::error::Result;
+use crate::layers::{mlp_macs, ReluMlp};
+use crate::profile::Profile;
+
+pub struct Ffn {
+    mlp: ReluMlp,
+    shape: Vec<usize>,
+    frequencies: usize,
+    range: f32,
+    device: candle_core::Device,
+}
+
+fn sizes(ctx: &ModelContext) -> Vec<usize> {
+    let mut s = vec![fourier_width(ctx.dims(), ctx.net.ffn.frequencies)];
+    s.extend(std::iter::repeat_n(ctx.net.hidden, ctx.net.layers - 1));
+    s.push(ctx.channels);
+    s
+}
+
+impl Ffn {
+    pub fn new(ctx: &ModelContext, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            mlp: ReluMlp::new(&sizes(ctx), vb.pp("mlp"))?,
+            shape: ctx.signal_shape.clone(),
+            frequencies: ctx.net.ffn.frequencies,
+            range: ctx.net.coord_range as f32,
+            device: vb.device().clone(),
+        })
+    }
+}
+
+impl Model for Ffn {
+    fn forward_grid(&self) -> candle_core::Result<Tensor> {
+        self.forward_points(&all_indices(&self.shape))
+    }
+
+    fn forward_points(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
+        let d = self.shape.len();
+        let x = normalise(&self.shape, idx, self.range);
+        let f = fourier_features(&x, d, self.frequencies);
+        let n = idx.len() / d;
+        let width = f.len() / n.max(1);
+        self.mlp
+            .forward(&Tensor::from_vec(f, (n, width), &self.device)?)
+    }
+}
+
+/// MLP MACs only; the encoding's sines and cosines are not counted (SPEC §4 counts no sines).
+pub fn profile(ctx: &ModelContext) -> Result<Profile> {
+    let m = mlp_macs(&sizes(ctx));
+    Ok(Profile::new(m, vec![("mlp", m as f64)]))
+}
+
+fn build(ctx: &ModelContext, vb: VarBuilder) -> Result<Box<dyn Model>> {
+    Ok(Box::new(Ffn::new(ctx, vb)?))
+}
+
+inventory::submit! {
+    ModelEntry {
+        name: "ffn",
+        description: "FFN baseline: Fourier features then a ReLU MLP (lr 1e-3)",
+        uses_grid: false,
+        build,
+        profile,
+        optim: OptimDefaults::adam(1e-3),
+    }
+}

@@ -1,0 +1,219 @@
+//! Instant-NGP baseline (SPEC §6): a multiresolution hash encoding, then a ReLU MLP with one
+//! hidden layer; Adam lr 1e-2, betas (0.9, 0.99), eps 1e-15, weight decay 1e-6, lr x0.33 every
+//! 100 steps.
+//!
+//! Level `l` of `L` has resolution `R_l = floor(R_min b^l)`, `b = exp(ln(R_max / R_min) / (L - 1))`,
+//! so its lattice has `R_l + 1` vertices per axis over coordinates `u = x / (N - 1)` in `[0, 1]`.
+//! A level whose lattice fits the table (`2^T` entries) is indexed densely; otherwise vertex `v`
+//! goes to `XOR_a (v_a * pi_a) mod 2^T` with pi = 1, 2654435761, 805459861, ... Each level's
+//! features are the multilinear interpolation of its `2^d` corners; the levels' features are
+//! concatenated for the MLP. All levels share one table tensor (level offsets), so one gather
+//! serves them all.
+
+use std::sync::{Arc, OnceLock};
+
+use candle_core::{Module, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+use super::lattice::{dense_index, for_each_corner};
+use super::{all_indices, Model, ModelContext, ModelEntry};
+use crate::config::{LrSchedule, OptimDefaults};
+use crate::error::Result;
+use crate::kernels::interp::{interpolate, Gather};
+use crate::layers::{mlp_macs, ReluMlp};
+use crate::profile::Profile;
+
+/// The spatial hash's per-axis primes (tiny-cuda-nn's; the first three are the paper's).
+pub const PRIMES: [u32; 8] = [
+    1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737, 3624608617,
+];
+
+/// `XOR_a (v_a * pi_a) mod 2^log2_table`.
+pub fn spatial_hash(vertex: &[u32], log2_table: u32) -> u32 {
+    let h = vertex
+        .iter()
+        .zip(PRIMES)
+        .fold(0u32, |acc, (&v, p)| acc ^ v.wrapping_mul(p));
+    h & ((1u32 << log2_table) - 1)
+}
+
+/// One level of the encoding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Level {
+    pub resolution: usize,
+    /// Table rows of this level (dense lattice size, or `2^T` when hashed).
+    pub rows: usize,
+    pub offset: usize,
+    pub hashed: bool,
+}
+
+/// The levels for a context (`net.ngp`).
+pub fn levels(ctx: &ModelContext) -> Vec<Level> {
+    let g = &ctx.net.ngp;
+    let d = ctx.dims() as u32;
+    let max_res = g
+        .max_res
+        .unwrap_or_else(|| ctx.signal_shape.iter().copied().max().unwrap_or(1))
+        .max(g.min_res);
+    let b = if g.levels > 1 {
+        ((max_res as f64).ln() - (g.min_res as f64).ln()) / (g.levels - 1) as f64
+    } else {
+        0.0
+    };
+    let table = 1usize << g.log2_table;
+    let mut offset = 0;
+    (0..g.levels)
+        .map(|l| {
+            // Rounded before the floor so that R_max itself is reached despite float error.
+            let resolution = ((g.min_res as f64 * (b * l as f64).exp()) + 1e-9).floor() as usize;
+            let dense = (resolution as u128 + 1).checked_pow(d).unwrap_or(u128::MAX);
+            let hashed = dense > table as u128;
+            let rows = if hashed { table } else { dense as usize };
+            let level = Level {
+                resolution,
+                rows,
+                offset,
+                hashed,
+            };
+            offset += rows;
+            level
+        })
+        .collect()
+}
+
+pub struct Ngp {
+    table: Tensor,
+    mlp: ReluMlp,
+    levels: Vec<Level>,
+    log2_table: u32,
+    shape: Vec<usize>,
+    full: OnceLock<Arc<Gather>>,
+}
+
+fn mlp_sizes(ctx: &ModelContext) -> Vec<usize> {
+    let g = &ctx.net.ngp;
+    vec![g.levels * g.features, g.hidden, ctx.channels]
+}
+
+impl Ngp {
+    pub fn new(ctx: &ModelContext, vb: VarBuilder) -> Result<Self> {
+        let levels = levels(ctx);
+        let rows: usize = levels.iter().map(|l| l.rows).sum();
+        let table = vb.get_with_hints(
+            (rows, ctx.net.ngp.features),
+            "table",
+            Init::Uniform {
+                lo: -1e-4,
+                up: 1e-4,
+            },
+        )?;
+        Ok(Self {
+            table,
+            mlp: ReluMlp::new(&mlp_sizes(ctx), vb.pp("mlp"))?,
+            levels,
+            log2_table: ctx.net.ngp.log2_table,
+            shape: ctx.signal_shape.clone(),
+            full: OnceLock::new(),
+        })
+    }
+
+    fn plan(&self, idx: &[u32]) -> Gather {
+        let d = self.shape.len();
+        let n = idx.len() / d;
+        let corners = 1 << d;
+        let len = n * self.levels.len() * corners;
+        let mut rows = Vec::with_capacity(len);
+        let mut weights = Vec::with_capacity(len);
+        let unit: Vec<f32> = self
+            .shape
+            .iter()
+            .map(|&s| if s > 1 { 1.0 / (s - 1) as f32 } else { 0.0 })
+            .collect();
+        let mut p = vec![0f32; d];
+        let mut verts = vec![0usize; d];
+        for x in idx.chunks_exact(d) {
+            for level in &self.levels {
+                let r = level.resolution;
+                for a in 0..d {
+                    p[a] = x[a] as f32 * unit[a] * r as f32;
+                    verts[a] = r + 1;
+                }
+                for_each_corner(&p, &verts, |_, v, w| {
+                    let local = if level.hashed {
+                        spatial_hash(v, self.log2_table) as usize
+                    } else {
+                        dense_index(v, &verts)
+                    };
+                    rows.push((level.offset + local) as u32);
+                    weights.push(w);
+                });
+            }
+        }
+        Gather {
+            n,
+            groups: self.levels.len(),
+            corners,
+            rows,
+            weights,
+            table_rows: self.levels.iter().map(|l| l.rows).sum(),
+        }
+    }
+}
+
+impl Model for Ngp {
+    fn forward_grid(&self) -> candle_core::Result<Tensor> {
+        let plan = self
+            .full
+            .get_or_init(|| Arc::new(self.plan(&all_indices(&self.shape))));
+        self.mlp.forward(&interpolate(&self.table, plan)?)
+    }
+
+    fn forward_points(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
+        let features = interpolate(&self.table, &Arc::new(self.plan(idx)))?;
+        self.mlp.forward(&features)
+    }
+}
+
+/// Three columns: `mlp` (multiply-adds of the MLP), `interpolation` (per level `2^d F` weighted
+/// reads and `2^d (d - 1)` weight products) and `hash` (per hashed level `2^d d` integer
+/// multiplies; XORs and masks not counted).
+pub fn profile(ctx: &ModelContext) -> Result<Profile> {
+    let levels = levels(ctx);
+    let (d, f) = (ctx.dims(), ctx.net.ngp.features);
+    let corners = 1usize << d;
+    let mlp = mlp_macs(&mlp_sizes(ctx));
+    let interp = levels.len() * (corners * f + corners * d.saturating_sub(1));
+    let hash = levels.iter().filter(|l| l.hashed).count() * corners * d;
+    let table: usize = levels.iter().map(|l| l.rows).sum::<usize>() * f;
+    Ok(Profile::new(
+        table + mlp,
+        vec![
+            ("mlp", mlp as f64),
+            ("interpolation", interp as f64),
+            ("hash", hash as f64),
+        ],
+    ))
+}
+
+fn build(ctx: &ModelContext, vb: VarBuilder) -> Result<Box<dyn Model>> {
+    Ok(Box::new(Ngp::new(ctx, vb)?))
+}
+
+inventory::submit! {
+    ModelEntry {
+        name: "ngp",
+        description: "Instant-NGP baseline: multiresolution hash encoding + ReLU MLP (lr 1e-2, step decay)",
+        uses_grid: false,
+        build,
+        profile,
+        optim: OptimDefaults {
+            lr: 1e-2,
+            betas: [0.9, 0.99],
+            eps: 1e-15,
+            weight_decay: 1e-6,
+            schedule: LrSchedule::Step,
+            step_every: 100,
+            step_factor: 0.33,
+        },
+    }
+}
