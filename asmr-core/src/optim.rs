@@ -65,13 +65,16 @@ impl Adam {
         let bc2 = 1.0 - beta2.powi(self.t as i32);
         for (i, (_, var)) in self.vars.iter().enumerate() {
             let Some(g) = grads.get(var) else { continue };
-            let decayed;
+            // A variable's gradient can still reference the step's activations (candle detaches
+            // only the intermediate nodes' gradients); the moments would then hold every step's
+            // graph alive, a leak of one step's activations per step.
+            let g = g.detach();
             let g = if weight_decay > 0.0 {
-                decayed = (g + (var.as_tensor() * weight_decay)?)?;
-                &decayed
+                (g + (var.as_tensor().detach() * weight_decay)?)?
             } else {
                 g
             };
+            let g = &g;
             let m = ((&self.m[i] * beta1)? + (g * (1.0 - beta1))?)?;
             let v = ((&self.v[i] * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
             let denom = ((v.sqrt()? / bc2.sqrt())? + eps)?;
