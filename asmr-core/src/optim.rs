@@ -191,6 +191,39 @@ mod tests {
         }
     }
 
+    /// The moments must not hold the step's graph: a variable's gradient computed from tracked
+    /// activations references them, and moments built from it would keep every step alive.
+    #[test]
+    fn moments_hold_no_graph() {
+        let dev = Device::Cpu;
+        let w = Var::from_tensor(&Tensor::randn(0f32, 1.0, (4, 3), &dev).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 3), &dev).unwrap()).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (5, 4), &dev).unwrap();
+        let vars = vec![("w".to_string(), w.clone()), ("b".to_string(), b.clone())];
+        let mut adam = Adam::new(vars, AdamConfig::default()).unwrap();
+        // `b`'s gradient is (x w)^T g: computed from a tracked activation.
+        let h = x.matmul(w.as_tensor()).unwrap();
+        let loss = h
+            .matmul(b.as_tensor())
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        assert!(
+            grads.get(&b).unwrap().track_op(),
+            "the premise: the gradient is tracked"
+        );
+        adam.step(&grads, 1e-3).unwrap();
+        for (name, m, v) in adam.state() {
+            assert!(
+                !m.track_op() && !v.track_op(),
+                "{name}: moments hold a graph"
+            );
+        }
+    }
+
     #[test]
     fn step_decay() {
         assert_eq!(step_lr(0, 1e-2, 100, 0.33), 1e-2);
