@@ -87,6 +87,10 @@ struct FitArgs {
     /// Video: scale frames to WxH (Lanczos), e.g. 480x270.
     #[arg(long)]
     size: Option<String>,
+    /// Stop after this many seconds of training (the schedule still spans --iterations);
+    /// --set train.time_limit=S.
+    #[arg(long, value_name = "SECONDS")]
+    time_limit: Option<f64>,
     /// Full-grid steps estimated above this many GiB train on minibatches instead
     /// (default half the RAM); --set train.max_memory_gb=G.
     #[arg(long, value_name = "GIB")]
@@ -151,6 +155,12 @@ struct ProfileArgs {
     /// linear or nonlinear.
     #[arg(long, default_value = "linear")]
     modulator: String,
+    /// Named preset layered under the flags (e.g. kodak for its Instant-NGP settings).
+    #[arg(long)]
+    preset: Option<String>,
+    /// Override one key, e.g. --set net.ngp.levels=8 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -310,6 +320,9 @@ fn fit(args: FitArgs) -> Result<()> {
     if let Some(e) = args.eval_every {
         builder.set("train.eval_every", &e.to_string())?;
     }
+    if let Some(s) = args.time_limit {
+        builder.set("train.time_limit", &s.to_string())?;
+    }
     if let Some(g) = args.max_memory {
         builder.set("train.max_memory_gb", &g.to_string())?;
     }
@@ -429,10 +442,17 @@ fn summarise(report: &run::FitReport) {
 
 fn profile(args: ProfileArgs) -> Result<()> {
     let mut builder = ConfigBuilder::new();
+    if let Some(name) = &args.preset {
+        builder.merge_yaml(find_preset(name)?.yaml, &format!("preset {name}"))?;
+        builder.set("net.bases", "auto")?;
+    }
     builder.set("model", &args.model)?;
     builder.set("net.layers", &args.layers.to_string())?;
     builder.set("net.hidden", &args.hidden.to_string())?;
     builder.set("net.modulator", &args.modulator)?;
+    for pair in &args.set {
+        builder.set_pair(pair)?;
+    }
     let lists = args
         .bases
         .iter()

@@ -270,6 +270,11 @@ fn list_names_everything() {
         "video-uvg",
         "asmr",
         "siren",
+        "ffn",
+        "wire",
+        "kilonerf",
+        "ngp",
+        "grid",
         "kodak",
         "low-mac-1",
         "megapixel",
@@ -607,4 +612,104 @@ fn video_fits_renders_and_reports_per_frame_metrics() {
         "no frames at or after 5",
     );
     assert!(!dir.path().join("u").exists());
+}
+
+#[test]
+fn every_baseline_fits_and_renders_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    small_photo(dir.path());
+    for model in ["ffn", "wire", "kilonerf", "ngp", "grid"] {
+        let out = format!("run-{model}");
+        let args = [
+            "fit",
+            "image",
+            "photo.png",
+            "--model",
+            model,
+            "--iterations",
+            "5",
+            "--set",
+            "net.hidden=16",
+            "--set",
+            "net.ngp.log2_table=8",
+            "--out",
+            &out,
+            "-q",
+        ];
+        ok(&args, dir.path());
+        let m: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(&out).join("metrics.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(m["model"], model);
+        assert!(m["psnr"].as_f64().unwrap().is_finite(), "{model}: {m}");
+        assert!(m["params"].as_u64().unwrap() > 0);
+        let cfg = std::fs::read_to_string(dir.path().join(&out).join("config.yaml")).unwrap();
+        let cfg: serde_yaml::Value = serde_yaml::from_str(&cfg).unwrap();
+        for key in ["lr", "lr_min", "eps", "weight_decay"] {
+            assert!(
+                cfg["train"][key].as_f64().is_some(),
+                "{model}: train.{key} resolved"
+            );
+        }
+        // The checkpoint alone rebuilds the model: render equals the fit's reconstruction.
+        let again = format!("{model}.png");
+        ok(
+            &[
+                "render",
+                &format!("{out}/model.safetensors"),
+                "--out",
+                &again,
+            ],
+            dir.path(),
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join(&again)).unwrap(),
+            std::fs::read(dir.path().join(&out).join("reconstruction.png")).unwrap(),
+            "{model}"
+        );
+    }
+}
+
+#[test]
+fn profile_reports_baseline_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(
+        &[
+            "profile",
+            "--model",
+            "ngp",
+            "--shape",
+            "512,768",
+            "--channels",
+            "3",
+            "--preset",
+            "kodak",
+            "--json",
+        ],
+        dir.path(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // Kodak NGP: 8 levels x 2 features -> 64 -> 3; one hashed level (256).
+    assert_eq!(v["breakdown"]["mlp"], (16 * 64 + 64 + 64 * 3 + 3) as f64);
+    assert_eq!(v["breakdown"]["interpolation"], (8 * (4 * 2 + 4)) as f64);
+    assert_eq!(v["breakdown"]["hash"], (4 * 2) as f64);
+    let out = ok(
+        &[
+            "profile",
+            "--model",
+            "kilonerf",
+            "--shape",
+            "64,64",
+            "--set",
+            "net.kilonerf.tiles=[4]",
+            "--json",
+        ],
+        dir.path(),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // 42 inputs (2-D, 10 frequencies) -> 5 x 32 -> 1, per tile; 16 tiles.
+    let per_tile = 42 * 32 + 32 + 4 * (32 * 32 + 32) + 32 + 1;
+    assert_eq!(v["macs_per_sample"], per_tile as f64);
+    assert_eq!(v["params"], 16 * per_tile);
 }

@@ -210,6 +210,7 @@ pub struct TrainConfig {
     pub micro_batch: usize,
     pub grad_clip: f64,
     pub max_memory_gb: f64,
+    pub time_limit: f64,
 }
 
 impl TrainConfig {

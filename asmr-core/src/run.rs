@@ -139,8 +139,9 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
         if let Some(s) = &sampler {
             let spe = s.batches_per_epoch();
             let epoch = t.step / spe;
-            if t.step.is_multiple_of(spe)
-                && (epoch.is_multiple_of(config.train.eval_every) || t.is_done())
+            // Every eval_every epochs, and at the end (which a time limit may put mid-epoch).
+            if (t.step.is_multiple_of(spe) && epoch.is_multiple_of(config.train.eval_every))
+                || t.is_done()
             {
                 let psnr = evaluate_psnr(&built, &signal)?;
                 t.record_evaluation(psnr)?;

@@ -177,8 +177,12 @@ impl<'a> Trainer<'a> {
         self.elapsed_before + self.started.elapsed().as_secs_f64()
     }
 
+    /// All steps taken, or `train.time_limit` seconds of training spent (after one step at least).
     pub fn is_done(&self) -> bool {
         self.step >= self.total_steps()
+            || (self.step > 0
+                && self.config.time_limit > 0.0
+                && self.elapsed() >= self.config.time_limit)
     }
 
     /// Switch to minibatch mode: `steps_per_epoch` batches per epoch, `train.epochs` epochs, the

@@ -93,6 +93,18 @@ fn non_finite_loss_stops_with_a_clear_error() {
 }
 
 #[test]
+fn a_time_limit_stops_training_early() {
+    let s = test_signal(&[8, 8], 1);
+    let mut cfg = config(1000, 1);
+    cfg.net.bases = asmr_core::Bases::Auto;
+    cfg.train.time_limit = 1e-9;
+    let built = build_model(&cfg, &s.info, &common::devices()[0]).unwrap();
+    let mut t = Trainer::new(&built, &s, &cfg.train).unwrap();
+    t.run(true, &mut |_, _| Ok(())).unwrap();
+    assert_eq!(t.step, 1, "the first step already exceeds the limit");
+}
+
+#[test]
 fn fitting_beats_the_mean_predictor() {
     let s = test_signal(&[32, 32], 1);
     let values = s.data.values();
