@@ -176,7 +176,7 @@ struct BenchArgs {
     shape: Vec<usize>,
     #[arg(long, default_value_t = 1)]
     channels: usize,
-    /// Models to time, in order: asmr, asmr-plain (fused kernels off), siren.
+    /// Models to time, in order: asmr, asmr-plain (fused kernels off), siren, or any baseline.
     #[arg(long, value_delimiter = ',', default_value = "asmr,asmr-plain,siren")]
     models: Vec<String>,
     /// Preset giving the net config (layers, hidden, bases...).

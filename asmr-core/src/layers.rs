@@ -88,15 +88,26 @@ pub fn siren_dense(
 /// `sin(w0 * x)`; every sine network of the toolkit goes through here (fused kernel on the CPU).
 pub use crate::kernels::sine::sine;
 
-/// A plain SIREN: `layers - 1` sine layers then a linear output layer, SIREN init throughout.
-#[derive(Debug, Clone)]
-pub struct SineMlp {
-    layers: Vec<Dense>,
-    w0: f64,
+/// The activation between an MLP's layers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    /// `sin(w0 x)`.
+    Sine {
+        w0: f64,
+    },
+    Relu,
 }
 
-impl SineMlp {
-    pub fn new(
+/// Dense layers with an activation between them and a linear output layer.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    layers: Vec<Dense>,
+    activation: Activation,
+}
+
+impl Mlp {
+    /// A SIREN: `layers - 1` sine layers then a linear output layer, SIREN init throughout.
+    pub fn sine(
         inputs: usize,
         hidden: usize,
         outputs: usize,
@@ -118,7 +129,26 @@ impl SineMlp {
             };
             out.push(siren_dense(fan_in, fan_out, init, vb.pp(i))?);
         }
-        Ok(Self { layers: out, w0 })
+        Ok(Self {
+            layers: out,
+            activation: Activation::Sine { w0 },
+        })
+    }
+
+    /// ReLU between layers of `sizes` = inputs, hidden widths..., outputs; PyTorch's default init.
+    pub fn relu(sizes: &[usize], vb: VarBuilder) -> Result<Self> {
+        if sizes.len() < 2 {
+            candle_core::bail!("an MLP needs inputs and outputs");
+        }
+        let layers = sizes
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| torch_dense(w[0], w[1], vb.pp(i)))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            layers,
+            activation: Activation::Relu,
+        })
     }
 
     pub fn layers(&self) -> &[Dense] {
@@ -126,14 +156,17 @@ impl SineMlp {
     }
 }
 
-impl Module for SineMlp {
+impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut z = x.clone();
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
             z = layer.forward(&z)?;
             if i < last {
-                z = sine(&z, self.w0)?;
+                z = match self.activation {
+                    Activation::Sine { w0 } => sine(&z, w0)?,
+                    Activation::Relu => z.relu()?,
+                };
             }
         }
         Ok(z)
@@ -150,23 +183,9 @@ pub fn torch_dense(fan_in: usize, fan_out: usize, vb: VarBuilder) -> Result<Dens
     dense(fan_in, fan_out, true, 1.0 / (fan_in as f64).sqrt(), vb)
 }
 
-/// Kaiming-uniform weights for a leaky ReLU of negative slope `slope` (fan-in mode), zero bias.
-pub fn kaiming_dense(fan_in: usize, fan_out: usize, slope: f64, vb: VarBuilder) -> Result<Dense> {
-    let gain = (2.0 / (1.0 + slope * slope)).sqrt();
-    let bound = gain * (3.0 / fan_in as f64).sqrt();
-    let weight = vb.get_with_hints(
-        (fan_out, fan_in),
-        "weight",
-        Init::Uniform {
-            lo: -bound,
-            up: bound,
-        },
-    )?;
-    let bias = vb.get_with_hints(fan_out, "bias", Init::Const(0.0))?;
-    Ok(Dense {
-        weight,
-        bias: Some(bias),
-    })
+/// Kaiming-uniform bound for a leaky ReLU of negative slope `slope` (fan-in mode).
+pub fn kaiming_bound(fan_in: usize, slope: f64) -> f64 {
+    (2.0 / (1.0 + slope * slope)).sqrt() * (3.0 / fan_in as f64).sqrt()
 }
 
 /// `max(x, slope * x)`: ReLU for a slope of 0, leaky ReLU otherwise.
@@ -175,40 +194,5 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
         x.relu()
     } else {
         x.maximum(&x.affine(slope, 0.0)?)
-    }
-}
-
-/// Dense layers with a (leaky) ReLU between them and a linear output, PyTorch's default init.
-#[derive(Debug, Clone)]
-pub struct ReluMlp {
-    layers: Vec<Dense>,
-}
-
-impl ReluMlp {
-    /// `sizes` = inputs, hidden widths..., outputs.
-    pub fn new(sizes: &[usize], vb: VarBuilder) -> Result<Self> {
-        if sizes.len() < 2 {
-            candle_core::bail!("an MLP needs inputs and outputs");
-        }
-        let layers = sizes
-            .windows(2)
-            .enumerate()
-            .map(|(i, w)| torch_dense(w[0], w[1], vb.pp(i)))
-            .collect::<Result<_>>()?;
-        Ok(Self { layers })
-    }
-}
-
-impl Module for ReluMlp {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut z = x.clone();
-        let last = self.layers.len() - 1;
-        for (i, layer) in self.layers.iter().enumerate() {
-            z = layer.forward(&z)?;
-            if i < last {
-                z = z.relu()?;
-            }
-        }
-        Ok(z)
     }
 }

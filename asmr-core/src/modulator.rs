@@ -5,7 +5,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{dense, Dense, SineMlp};
+use crate::layers::{dense, Dense, Mlp};
 
 /// Width of the nonlinear modulator's hidden layers.
 pub const NONLINEAR_WIDTH: usize = 32;
@@ -36,7 +36,7 @@ impl ModulatorKind {
 #[derive(Debug, Clone)]
 pub enum Modulator {
     Linear { v: Dense, w0: f64 },
-    Nonlinear(SineMlp),
+    Nonlinear(Mlp),
 }
 
 impl Modulator {
@@ -50,7 +50,7 @@ impl Modulator {
                 }
             }
             ModulatorKind::Nonlinear => {
-                Modulator::Nonlinear(SineMlp::new(d, NONLINEAR_WIDTH, h, 3, w0, vb)?)
+                Modulator::Nonlinear(Mlp::sine(d, NONLINEAR_WIDTH, h, 3, w0, vb)?)
             }
         })
     }

@@ -166,16 +166,7 @@ mod tests {
             let r = Tensor::randn(0f32, 1.0, (3000, 74), &dev).unwrap();
             let a = complex_gabor(z.as_tensor(), 20.0, 20.0, real).unwrap();
             let b = complex_gabor_plain(z.as_tensor(), 20.0, 20.0, real).unwrap();
-            let diff = |x: &Tensor, y: &Tensor| -> f32 {
-                (x - y)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar()
-                    .unwrap()
-            };
+            let diff = crate::kernels::max_abs_diff;
             assert!(diff(&a, &b) < 1e-5, "{}", diff(&a, &b));
             let ga = (a * &r).unwrap().sum_all().unwrap().backward().unwrap();
             let gb = (b * &r).unwrap().sum_all().unwrap().backward().unwrap();

@@ -176,16 +176,7 @@ mod tests {
         let r = Tensor::randn(0f32, 1.0, (40_000, 6), &dev).unwrap();
         let a = interpolate(table.as_tensor(), &p).unwrap();
         let b = interpolate_plain(table.as_tensor(), &p, 2).unwrap();
-        let diff = |x: &Tensor, y: &Tensor| -> f32 {
-            (x - y)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap()
-        };
+        let diff = crate::kernels::max_abs_diff;
         assert!(diff(&a, &b) < 1e-5);
         let ga = (a * &r).unwrap().sum_all().unwrap().backward().unwrap();
         let gb = (b * &r).unwrap().sum_all().unwrap().backward().unwrap();

@@ -118,6 +118,14 @@ pub fn split_range(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
+/// Largest absolute elementwise difference (kernel tests).
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs()?.max_all()?.to_scalar::<f32>())
+        .expect("same shapes")
+}
+
 /// Whether the AVX2+FMA variants can run here (checked once).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn has_avx2() -> bool {

@@ -9,11 +9,11 @@ use super::encoding::{fourier_features, fourier_width, normalise};
 use super::{all_indices, Model, ModelContext, ModelEntry};
 use crate::config::OptimDefaults;
 use crate::error::Result;
-use crate::layers::{mlp_macs, ReluMlp};
+use crate::layers::{mlp_macs, Mlp};
 use crate::profile::Profile;
 
 pub struct Ffn {
-    mlp: ReluMlp,
+    mlp: Mlp,
     shape: Vec<usize>,
     frequencies: usize,
     range: f32,
@@ -30,7 +30,7 @@ fn sizes(ctx: &ModelContext) -> Vec<usize> {
 impl Ffn {
     pub fn new(ctx: &ModelContext, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            mlp: ReluMlp::new(&sizes(ctx), vb.pp("mlp"))?,
+            mlp: Mlp::relu(&sizes(ctx), vb.pp("mlp"))?,
             shape: ctx.signal_shape.clone(),
             frequencies: ctx.net.ffn.frequencies,
             range: ctx.net.coord_range as f32,

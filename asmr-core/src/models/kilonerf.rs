@@ -16,7 +16,7 @@ use super::encoding::{fourier_features, fourier_width};
 use super::{all_indices, Model, ModelContext, ModelEntry};
 use crate::config::OptimDefaults;
 use crate::error::{Error, Result};
-use crate::layers::{leaky_relu, mlp_macs};
+use crate::layers::{kaiming_bound, leaky_relu, mlp_macs};
 use crate::profile::Profile;
 
 const SLOPE: f64 = 0.2;
@@ -77,8 +77,7 @@ impl KiloNerf {
         let mut biases = Vec::new();
         for (l, w) in sizes.windows(2).enumerate() {
             let (fan_in, fan_out) = (w[0], w[1]);
-            let gain = (2.0 / (1.0 + SLOPE * SLOPE)).sqrt();
-            let bound = gain * (3.0 / fan_in as f64).sqrt();
+            let bound = kaiming_bound(fan_in, SLOPE);
             let vb = vb.pp(l);
             weights.push(vb.get_with_hints(
                 (count, fan_in, fan_out),

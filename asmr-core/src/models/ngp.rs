@@ -20,7 +20,7 @@ use super::{all_indices, Model, ModelContext, ModelEntry};
 use crate::config::{LrSchedule, OptimDefaults};
 use crate::error::Result;
 use crate::kernels::interp::{interpolate, Gather};
-use crate::layers::{mlp_macs, ReluMlp};
+use crate::layers::{mlp_macs, Mlp};
 use crate::profile::Profile;
 
 /// The spatial hash's per-axis primes (tiny-cuda-nn's; the first three are the paper's).
@@ -83,7 +83,7 @@ pub fn levels(ctx: &ModelContext) -> Vec<Level> {
 
 pub struct Ngp {
     table: Tensor,
-    mlp: ReluMlp,
+    mlp: Mlp,
     levels: Vec<Level>,
     log2_table: u32,
     shape: Vec<usize>,
@@ -109,7 +109,7 @@ impl Ngp {
         )?;
         Ok(Self {
             table,
-            mlp: ReluMlp::new(&mlp_sizes(ctx), vb.pp("mlp"))?,
+            mlp: Mlp::relu(&mlp_sizes(ctx), vb.pp("mlp"))?,
             levels,
             log2_table: ctx.net.ngp.log2_table,
             shape: ctx.signal_shape.clone(),

@@ -6,11 +6,11 @@ use candle_nn::VarBuilder;
 
 use super::{all_indices, Model, ModelContext, ModelEntry};
 use crate::error::Result;
-use crate::layers::{mlp_macs, SineMlp};
+use crate::layers::{mlp_macs, Mlp};
 use crate::profile::Profile;
 
 pub struct Siren {
-    mlp: SineMlp,
+    mlp: Mlp,
     shape: Vec<usize>,
     range: f32,
     device: candle_core::Device,
@@ -19,7 +19,7 @@ pub struct Siren {
 impl Siren {
     pub fn new(ctx: &ModelContext, vb: VarBuilder) -> Result<Self> {
         let net = &ctx.net;
-        let mlp = SineMlp::new(
+        let mlp = Mlp::sine(
             ctx.dims(),
             net.hidden,
             ctx.channels,
