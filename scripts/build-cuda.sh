@@ -19,17 +19,31 @@ if [ ! -x "$venv"/lib/python3*/site-packages/nvidia/cu13/bin/nvcc ]; then
   "$venv/bin/pip" install -q "nvidia-cuda-nvcc==13.4.*" "nvidia-cuda-runtime==13.4.*" \
     "nvidia-cuda-crt==13.4.*" "nvidia-nvvm==13.4.*" "nvidia-cuda-cccl==13.3.*"
 fi
+if [ ! -e "$venv"/lib/python3*/site-packages/nvidia/cu13/lib/libcublas.so.13 ]; then
+  # What the binary links: cuBLAS (and cuBLASLt), cuRAND, NVRTC.
+  "$venv/bin/pip" install -q --no-deps "nvidia-cublas==13.*" "nvidia-curand==10.*" \
+    "nvidia-cuda-nvrtc==13.4.*"
+fi
 cu=$(echo "$venv"/lib/python3*/site-packages/nvidia/cu13)
 export PATH="$cu/bin:$PATH" CUDA_HOME="$cu" CUDA_PATH="$cu"
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
-# Linking needs libcuda (the driver); without a GPU the toolkit's stub stands in.
-if [ -d "$cu/lib/stubs" ]; then
-  export LIBRARY_PATH="$cu/lib/stubs:$cu/lib:${LIBRARY_PATH:-}"
-else
-  export LIBRARY_PATH="$cu/lib:${LIBRARY_PATH:-}"
-fi
-nvcc --version | tail -1
+# The wheels carry versioned libraries only (libcublas.so.13): the linker wants the plain names.
+# libcuda comes with the driver, absent here: a stub with the driver API's symbols and the
+# driver's soname (libcuda.so.1) stands in, so the binary loads the real one on a GPU machine.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/cuda}
+link="$venv/link"
+mkdir -p "$link"
+for l in "$cu"/lib/lib*.so.*; do
+  base=$(basename "$l"); ln -sf "$l" "$link/${base%%.so.*}.so"
+done
+if [ ! -e "$link/libcuda.so" ]; then
+  cargo build --release -p asmr-cli --features cuda 2>/dev/null || true  # builds cudarc's rlib
+  nm -u "$CARGO_TARGET_DIR"/release/deps/libcudarc-*.rlib 2>/dev/null \
+    | awk '$1 == "U" && $2 ~ /^cu[A-Z]/ {print "void " $2 "(void) {}"}' | sort -u > "$link/cuda_stub.c"
+  cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$link/libcuda.so" "$link/cuda_stub.c"
+fi
+export LIBRARY_PATH="$link:$cu/lib:${LIBRARY_PATH:-}"
+nvcc --version | tail -1
 cargo build --release -p asmr-cli --features cuda
 echo "built $CARGO_TARGET_DIR/release/asmr-cli with CUDA (toolkit: $cu)"
 if [ "${1:-}" = --dist ]; then
