@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 // Plugin crates register through `inventory`; naming them keeps the linker from dropping them.
 use modality_audio as _;
 use modality_image as _;
+use modality_shape as _;
 #[cfg(feature = "video")]
 use modality_video as _;
 
@@ -91,6 +92,12 @@ struct FitArgs {
     /// --set train.time_limit=S.
     #[arg(long, value_name = "SECONDS")]
     time_limit: Option<f64>,
+    /// Shape: voxels per axis of the field (default 128).
+    #[arg(long)]
+    resolution: Option<String>,
+    /// Shape: `sdf` (truncated signed distance, default) or `occupancy`.
+    #[arg(long)]
+    target: Option<String>,
     /// Full-grid steps estimated above this many GiB train on minibatches instead
     /// (default half the RAM); --set train.max_memory_gb=G.
     #[arg(long, value_name = "GIB")]
@@ -335,6 +342,8 @@ fn fit(args: FitArgs) -> Result<()> {
         ("data.frames", &args.frames),
         ("data.stride", &args.stride),
         ("data.size", &args.size),
+        ("data.resolution", &args.resolution),
+        ("data.target", &args.target),
     ] {
         if let Some(v) = value {
             builder.set(key, v)?;
@@ -349,7 +358,7 @@ fn fit(args: FitArgs) -> Result<()> {
     if args.input.is_none() && !options.is_empty() {
         bail!(
             "loader options (--offset, --seconds, --sample-rate, --channels, --float, --start, \
-             --frames, --stride, --size) apply to an input file"
+             --frames, --stride, --size, --resolution, --target) apply to an input file"
         );
     }
     let signal = run::load_signal(modality, args.input.as_deref(), &options)?;

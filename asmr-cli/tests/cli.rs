@@ -264,6 +264,8 @@ fn list_names_everything() {
         "image",
         "audio",
         "audio-auto",
+        "shape",
+        "shape-demo",
         #[cfg(feature = "video")]
         "video",
         #[cfg(feature = "video")]
@@ -712,4 +714,68 @@ fn profile_reports_baseline_columns() {
     let per_tile = 42 * 32 + 32 + 4 * (32 * 32 + 32) + 32 + 1;
     assert_eq!(v["macs_per_sample"], per_tile as f64);
     assert_eq!(v["params"], 16 * per_tile);
+}
+
+#[test]
+fn shape_fits_renders_and_reports_surface_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = modality_shape::shapes::torus(1.5, 0.6, 48, 24);
+    std::fs::write(dir.path().join("ring.obj"), m.to_obj("a torus")).unwrap();
+    let args = [
+        "fit",
+        "shape",
+        "ring.obj",
+        "--resolution",
+        "16",
+        "--preset",
+        "shape-demo",
+        "--iterations",
+        "60",
+        "--out",
+        "s",
+        "-q",
+    ];
+    let out = ok(&args, dir.path());
+    assert!(out.contains("reconstruction.obj"), "{out}");
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("s/metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(metrics["shape"], serde_json::json!([16, 16, 16]));
+    for key in [
+        "iou",
+        "chamfer_l1",
+        "chamfer_l2",
+        "normal_consistency",
+        "psnr",
+    ] {
+        assert!(metrics[key].as_f64().is_some(), "{key} missing: {metrics}");
+    }
+    assert!(metrics["iou"].as_f64().unwrap() > 0.5, "{metrics}");
+    assert!(dir.path().join("s/render.png").is_file());
+    // The OBJ is in the mesh's own units (the torus spans about [-2.1, 2.1] in x).
+    let surface = modality_shape::mesh::load_obj(&dir.path().join("s/reconstruction.obj")).unwrap();
+    let (lo, hi) = surface.bounds();
+    assert!(lo[0] < -1.5 && hi[0] > 1.5, "{lo:?} {hi:?}");
+    ok(
+        &["render", "s/model.safetensors", "--out", "again.obj"],
+        dir.path(),
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("again.obj")).unwrap(),
+        std::fs::read(dir.path().join("s/reconstruction.obj")).unwrap()
+    );
+    std::fs::write(dir.path().join("flat.obj"), "v 0 0 0\nv 1 0 0\nv 0 1 0\n").unwrap();
+    fails(
+        &["fit", "shape", "flat.obj", "--out", "u"],
+        dir.path(),
+        "no faces",
+    );
+    fails(
+        &[
+            "fit", "shape", "ring.obj", "--target", "volume", "--out", "u",
+        ],
+        dir.path(),
+        "data.target",
+    );
+    assert!(!dir.path().join("u").exists());
 }

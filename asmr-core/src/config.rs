@@ -33,6 +33,8 @@ pub struct DataConfig {
     pub frames: Option<usize>,
     pub stride: Option<usize>,
     pub size: Option<String>,
+    pub resolution: Option<usize>,
+    pub target: Option<String>,
 }
 
 impl DataConfig {
@@ -53,6 +55,8 @@ impl DataConfig {
         put("frames", self.frames.map(|v| v.to_string()));
         put("stride", self.stride.map(|v| v.to_string()));
         put("size", self.size.clone());
+        put("resolution", self.resolution.map(|v| v.to_string()));
+        put("target", self.target.clone());
         o
     }
 }

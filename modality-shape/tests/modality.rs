@@ -1,0 +1,124 @@
+//! The `shape` modality: loading meshes as fields, options, the OBJ writer, metrics, bad input.
+
+use asmr_core::registry::{find_modality, find_preset, BandMetrics, BandWriter, LoadOptions};
+use asmr_core::Error;
+use modality_shape::mesh::{load_obj, Mesh};
+use modality_shape::shapes::sphere;
+use modality_shape::{load, FieldOptions};
+
+fn opts(pairs: &[(&str, &str)]) -> LoadOptions {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A sphere of radius 2 around (10, 0, -3), in its own units, written as OBJ.
+fn sphere_file(dir: &std::path::Path) -> (std::path::PathBuf, Mesh) {
+    let m = sphere([10.0, 0.0, -3.0], 2.0, 48, 64);
+    let p = dir.join("ball.obj");
+    std::fs::write(&p, m.to_obj("test sphere")).unwrap();
+    (p, m)
+}
+
+#[test]
+fn a_mesh_becomes_a_field_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, mesh) = sphere_file(dir.path());
+    let r = 24;
+    let s = load(&path, &opts(&[("resolution", "24")])).unwrap();
+    assert_eq!(s.info.shape, vec![r, r, r]);
+    assert_eq!(s.info.channels, 1);
+    let values = s.data.values().to_vec();
+    assert!(values.iter().all(|v| (0.0..=1.0).contains(v)));
+    // The centre voxel is deep inside (1), a corner far outside (0).
+    let c = (r / 2 * r + r / 2) * r + r / 2;
+    assert_eq!(values[c], 1.0);
+    assert_eq!(values[0], 0.0);
+    // Metrics of the target against itself, in the mesh's units.
+    let modality = find_modality("shape").unwrap();
+    let mut m: Box<dyn BandMetrics> = (modality.metrics)(&s);
+    m.add(0..r / 2, &values[..r * r * r / 2]).unwrap();
+    m.add(r / 2..r, &values[r * r * r / 2..]).unwrap();
+    let m = m.finish().unwrap();
+    assert_eq!(m["iou"], 1.0);
+    assert!(m["psnr"].is_infinite());
+    // The surface of the exact field is within a small part of a voxel (2 units * 4 / 2.0 / 24).
+    let voxel = 2.0 * 2.0 / (2.0 * (1.0 - modality_shape::MARGIN)) / r as f64;
+    assert!(m["chamfer_l1"] < 0.1 * voxel, "{m:?}");
+    assert!(m["normal_consistency"] > 0.98, "{m:?}");
+    // The OBJ writer puts the surface back in the mesh's own frame.
+    let out = dir.path().join("surface.obj");
+    let mut w: Box<dyn BandWriter> = (modality.writer)(&s.info, &out).unwrap();
+    for band in values.chunks(1000) {
+        w.write_band(band).unwrap();
+    }
+    assert!(!out.exists());
+    w.finish().unwrap();
+    let back = load_obj(&out).unwrap();
+    let (lo, hi) = back.bounds();
+    let (mlo, mhi) = mesh.bounds();
+    for a in 0..3 {
+        assert!((lo[a] - mlo[a]).abs() < 1.5 * voxel, "{lo:?} vs {mlo:?}");
+        assert!((hi[a] - mhi[a]).abs() < 1.5 * voxel, "{hi:?} vs {mhi:?}");
+    }
+}
+
+#[test]
+fn occupancy_target_and_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = sphere_file(dir.path());
+    let s = load(
+        &path,
+        &opts(&[("resolution", "16"), ("target", "occupancy")]),
+    )
+    .unwrap();
+    assert!(s.data.values().iter().all(|&v| v == 0.0 || v == 1.0));
+    for (k, v) in [
+        ("resolution", "4"),
+        ("resolution", "x"),
+        ("target", "volume"),
+        ("frames", "3"),
+    ] {
+        let e = FieldOptions::from_options(&opts(&[(k, v)])).unwrap_err();
+        assert!(
+            matches!(&e, Error::Config { key, .. } if key == &format!("data.{k}")),
+            "{k}={v}: {e}"
+        );
+    }
+}
+
+#[test]
+fn bad_meshes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    for (name, text) in [
+        ("binary.obj", &[0u8, 159, 146, 150, 255, 0, 1][..]),
+        ("faceless.obj", b"v 0 0 0\nv 1 0 0\nv 0 1 0\n"),
+        ("inf.obj", b"v 0 0 inf\nv 1 0 0\nv 0 1 0\nf 1 2 3\n"),
+        ("dangling.obj", b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 4\n"),
+    ] {
+        let p = write(name, text);
+        match load(&p, &opts(&[("resolution", "8")])) {
+            Err(e @ Error::Input { .. }) => assert!(e.to_string().contains(name), "{e}"),
+            Err(e) => panic!("{name}: expected an input error, got {e}"),
+            Ok(_) => panic!("{name} loaded"),
+        }
+    }
+}
+
+#[test]
+fn registered_with_presets_and_an_example() {
+    let m = find_modality("shape").unwrap();
+    assert_eq!(m.output_file, "reconstruction.obj");
+    let e = (m.example)();
+    let r = modality_shape::EXAMPLE_RESOLUTION;
+    assert_eq!(e.info.shape, vec![r, r, r]);
+    for p in ["shape", "shape-demo"] {
+        find_preset(p).unwrap();
+    }
+}
