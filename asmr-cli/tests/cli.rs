@@ -38,6 +38,12 @@ fn fails(args: &[&str], cwd: &Path, needle: &str) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// `RUN/metrics.json` of a run folder under `dir`.
+fn read_metrics(dir: &Path, run: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join(run).join("metrics.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 fn small_photo(dir: &Path) -> PathBuf {
     let img = ImageBuffer::from_fn(20, 14, |x, y| {
         Rgb([
@@ -173,9 +179,7 @@ fn siren_fits_too() {
     ];
     args.extend(SMALL);
     ok(&args, dir.path());
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("s/metrics.json")).unwrap())
-            .unwrap();
+    let m: serde_json::Value = read_metrics(dir.path(), "s");
     assert_eq!(m["model"], "siren");
     assert_eq!(m["channels"], 1);
 }
@@ -369,9 +373,7 @@ fn minibatch_fit_runs_epochs_and_renders_the_same() {
         "train.sampler_grid=[7,10]",
     ];
     ok(&args, dir.path());
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("mb/metrics.json")).unwrap())
-            .unwrap();
+    let m: serde_json::Value = read_metrics(dir.path(), "mb");
     // 14 x 20 pixels in 7 x 10 cells of 2 x 2: one offset per batch, 4 batches an epoch.
     assert_eq!(m["steps"], 12);
     assert_eq!(m["best_step"].as_u64().unwrap() % 4, 0);
@@ -501,9 +503,7 @@ fn audio_fits_and_renders_a_wav() {
         "net.hidden=16",
     ];
     ok(&args, dir.path());
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("a/metrics.json")).unwrap())
-            .unwrap();
+    let m: serde_json::Value = read_metrics(dir.path(), "a");
     assert_eq!(m["channels"], 2);
     assert!(m.get("snr").is_some());
     assert!(dir.path().join("a/spectrogram.png").is_file());
@@ -568,9 +568,7 @@ fn video_fits_renders_and_reports_per_frame_metrics() {
     ];
     let out = ok(&args, dir.path());
     assert!(out.contains("per frame: PSNR"), "{out}");
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("v/metrics.json")).unwrap())
-            .unwrap();
+    let m: serde_json::Value = read_metrics(dir.path(), "v");
     assert_eq!(m["shape"], serde_json::json!([6, 16, 20]));
     assert_eq!(m["frames"], 6.0);
     assert!(m["psnr_frame_mean"].as_f64().unwrap() > 20.0, "{m}");
@@ -737,9 +735,7 @@ fn shape_fits_renders_and_reports_surface_metrics() {
     ];
     let out = ok(&args, dir.path());
     assert!(out.contains("reconstruction.obj"), "{out}");
-    let metrics: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("s/metrics.json")).unwrap())
-            .unwrap();
+    let metrics: serde_json::Value = read_metrics(dir.path(), "s");
     assert_eq!(metrics["shape"], serde_json::json!([16, 16, 16]));
     for key in [
         "iou",

@@ -64,6 +64,22 @@ pub struct Preset {
 
 inventory::collect!(Preset);
 
+/// Register a preset of `modality` whose YAML is `presets/NAME.yaml` beside the calling crate's
+/// `src/`: `asmr_core::preset!("image", "kodak", "768x512 RGB ...");`.
+#[macro_export]
+macro_rules! preset {
+    ($modality:literal, $name:literal, $desc:literal) => {
+        $crate::inventory::submit! {
+            $crate::Preset {
+                name: $name,
+                modality: $modality,
+                description: $desc,
+                yaml: include_str!(concat!("../presets/", $name, ".yaml")),
+            }
+        }
+    };
+}
+
 pub fn modalities() -> Vec<&'static Modality> {
     let mut v: Vec<_> = inventory::iter::<Modality>.into_iter().collect();
     v.sort_by_key(|m| m.name);

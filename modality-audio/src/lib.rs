@@ -98,28 +98,18 @@ fn extras(target: &Signal, prediction: &[f32], dir: &std::path::Path) -> Result<
     Ok(vec![name.to_string()])
 }
 
-macro_rules! preset {
-    ($name:literal, $desc:literal) => {
-        asmr_core::inventory::submit! {
-            asmr_core::Preset {
-                name: $name,
-                modality: "audio",
-                description: $desc,
-                yaml: include_str!(concat!("../presets/", $name, ".yaml")),
-            }
-        }
-    };
-}
-
-preset!(
+asmr_core::preset!(
+    "audio",
     "audio-auto",
     "default: ASMR 4x128, automatic bases, 10,000 full-clip steps"
 );
-preset!(
+asmr_core::preset!(
+    "audio",
     "audio-demo",
     "the built-in example: ASMR 4x128, automatic bases, 500 steps"
 );
-preset!(
+asmr_core::preset!(
+    "audio",
     "audio",
     "SPEC: first 2 s at 16 kHz, ASMR 4x128 [10,10,16,20], 10,000 steps"
 );

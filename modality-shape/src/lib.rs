@@ -17,7 +17,7 @@ use std::path::Path;
 
 use asmr_core::metrics::{clamped_mse, psnr_from_mse, Metrics};
 use asmr_core::output::write_bytes_atomic;
-use asmr_core::registry::{BandMetrics, BandWriter, LoadOptions, Modality, Preset};
+use asmr_core::registry::{BandMetrics, BandWriter, LoadOptions, Modality};
 use asmr_core::{Error, Result, Samples, Signal, SignalInfo};
 
 use field::{Target, LEVEL};
@@ -294,24 +294,13 @@ asmr_core::inventory::submit! {
     }
 }
 
-macro_rules! preset {
-    ($name:literal, $desc:literal) => {
-        asmr_core::inventory::submit! {
-            Preset {
-                name: $name,
-                modality: "shape",
-                description: $desc,
-                yaml: include_str!(concat!("../presets/", $name, ".yaml")),
-            }
-        }
-    };
-}
-
-preset!(
+asmr_core::preset!(
+    "shape",
     "shape",
     "default: 3-D ASMR 5x256, automatic bases, 2,000 full-grid steps on the 128^3 field"
 );
-preset!(
+asmr_core::preset!(
+    "shape",
     "shape-demo",
     "the built-in torus (48^3 SDF): ASMR 4x128, 300 steps at lr 1e-3"
 );

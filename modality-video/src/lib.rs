@@ -12,7 +12,7 @@ use std::path::Path;
 
 use asmr_core::metrics::{clamped_mse, psnr_from_mse, ssim, Metrics, SSIM_WINDOW};
 use asmr_core::output::write_atomic;
-use asmr_core::registry::{BandMetrics, BandWriter, LoadOptions, Modality, Preset};
+use asmr_core::registry::{BandMetrics, BandWriter, LoadOptions, Modality};
 use asmr_core::{Error, Result, Samples, Signal, SignalInfo};
 
 pub use decode::{decode, Clip, DecodeOptions};
@@ -176,28 +176,18 @@ asmr_core::inventory::submit! {
     }
 }
 
-macro_rules! preset {
-    ($name:literal, $desc:literal) => {
-        asmr_core::inventory::submit! {
-            Preset {
-                name: $name,
-                modality: "video",
-                description: $desc,
-                yaml: include_str!(concat!("../presets/", $name, ".yaml")),
-            }
-        }
-    };
-}
-
-preset!(
+asmr_core::preset!(
+    "video",
     "video",
     "default: ASMR 5x256, automatic bases, full-clip steps (minibatches when over the memory budget)"
 );
-preset!(
+asmr_core::preset!(
+    "video",
     "video-demo",
     "the built-in example: ASMR 4x128, automatic bases, 300 steps at lr 1e-3"
 );
-preset!(
+asmr_core::preset!(
+    "video",
     "video-uvg",
     "SPEC: 150x270x480 UVG clips, ASMR 10x512 with the paper's bases, 194,400-sample batches on a [15,27,48] grid, 300 epochs, grad clip 0.1"
 );
