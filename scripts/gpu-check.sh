@@ -1,36 +1,80 @@
 #!/usr/bin/env bash
-# One short run on a GPU machine (no Rust toolchain needed): the CUDA test executables, then the
-# benchmarks of BENCHMARKS.md on the GPU. Binaries come from `scripts/build-cuda.sh --dist` built
-# elsewhere and carried here as dist/cuda/. Results go to $OUT (or ./gpu-check-out).
+# One short run on a GPU machine (no Rust toolchain needed): the CUDA test executables, a fit of
+# the built-in image on the GPU, then the benchmarks of BENCHMARKS.md on the GPU and, for the
+# ratio, on that machine's CPU. Binaries come from `scripts/build-cuda.sh --dist` run elsewhere and
+# carried here as dist/asmr-cuda.tar.xz. Results go to $OUT (or ./gpu-check-out); the last lines
+# printed are the summary.
 #
-# Usage: scripts/gpu-check.sh [dist/cuda]
+# Usage: scripts/gpu-check.sh [dist/asmr-cuda.tar.xz] [quick]
+#   quick: tests and the 512 x 512 bench only.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-dist=${1:-dist/cuda}
+bundle=${1:-dist/asmr-cuda.tar.xz}
+mode=${2:-full}
 out=${OUT:-gpu-check-out}
 mkdir -p "$out"
 exec > >(tee "$out/gpu-check.log") 2>&1
+start=$(date +%s)
+stamp() { echo "[$(($(date +%s) - start)) s] $*"; }
+
+dist=/tmp/asmr-cuda
+rm -rf "$dist" && mkdir -p "$dist"
+if ! tar -C "$dist" -xJf "$bundle" 2>/dev/null; then
+  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$bundle" "$dist" \
+    || { echo "cannot unpack $bundle"; exit 2; }
+fi
+stamp "unpacked $(ls "$dist"/tests | wc -l) test executables and the CLI"
 nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv || true
-# CUDA libraries (cuBLAS, cuRAND, NVRTC) may live in the machine's Python environment.
-for lib in $(python3 -c 'import nvidia, os; print(" ".join(p for p in nvidia.__path__))' 2>/dev/null); do
-  for d in "$lib"/*/lib "$lib"/cu*/lib; do [ -d "$d" ] && LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"; done
+# cuBLAS, cuRAND and NVRTC (sonames .so.13, .so.10) come with the machine's Python CUDA wheels.
+for lib in $(python3 -c 'import nvidia; print(" ".join(nvidia.__path__))' 2>/dev/null); do
+  for d in "$lib"/*/lib "$lib"/cu*/lib; do
+    [ -d "$d" ] && LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"
+  done
+done
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+  [ -d "$d" ] && LD_LIBRARY_PATH="${LD_LIBRARY_PATH:-}:$d"
 done
 export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
-status=0
-echo "== CUDA tests (every device: CPU fused, CPU plain, CUDA)"
-for t in "$dist"/tests/*; do
-  echo "-- $(basename "$t")"
-  "$t" --test-threads=1 || status=1
-done
 cli="$dist/asmr-cli"
-echo "== 512 x 512 full-grid steps: ASMR low-mac-4 vs SIREN (4 x 256)"
-"$cli" bench --device cuda --shape 512,512 --preset low-mac-4 --models asmr,siren --json \
-  | tee "$out/bench-512.jsonl" || status=1
-echo "== 2^18 minibatch of 8192 x 8192 RGB: megapixel preset"
-"$cli" bench --device cuda --shape 8192,8192 --channels 3 --preset megapixel --batch 262144 \
-  --models asmr,siren --json | tee "$out/bench-8k.jsonl" || status=1
-echo "== the same on this machine's CPU, for the ratio"
-"$cli" bench --device cpu --shape 512,512 --preset low-mac-4 --models asmr --repeats 3 --json \
-  | tee "$out/bench-512-cpu.jsonl" || status=1
+if ldd "$cli" | grep "not found"; then
+  echo "missing shared libraries (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)"
+  exit 2
+fi
+ldd "$cli" | grep -E "cublas|curand|nvrtc|libcuda" || true
+
+status=0
+summary=()
+run() {  # run NAME LIMIT_S COMMAND...: logged, timed, bounded
+  local name=$1 limit=$2
+  shift 2
+  stamp "== $name"
+  local t0=$(date +%s)
+  timeout "$limit" "$@"
+  local rc=$?
+  [ $rc -eq 0 ] || status=1
+  summary+=("$(printf '%-34s rc %3d  %4d s' "$name" $rc $(($(date +%s) - t0)))")
+  return $rc
+}
+
+# Every test binary; the device loops fail instead of skipping when the GPU is missing.
+export ASMR_REQUIRE_CUDA=1
+for t in "$dist"/tests/*; do
+  run "test $(basename "$t" | sed 's/-[0-9a-f]*$//')" 240 "$t" --test-threads=4
+done
+unset ASMR_REQUIRE_CUDA
+
+run "fit built-in image, cuda" 120 "$cli" fit image --device cuda --iterations 500 \
+  --out /tmp/asmr-fit && cp /tmp/asmr-fit/metrics.json "$out/fit-metrics.json"
+
+run "bench 512x512 cuda" 150 "$cli" bench --device cuda --shape 512,512 --preset low-mac-4 \
+  --models asmr,siren --repeats 20
+run "bench 512x512 cpu" 150 "$cli" bench --device cpu --shape 512,512 --preset low-mac-4 \
+  --models asmr,siren --repeats 3
+if [ "$mode" != quick ]; then
+  run "bench 8192^2 2^18 batch cuda" 200 "$cli" bench --device cuda --shape 8192,8192 \
+    --channels 3 --preset megapixel --batch 262144 --models asmr,siren --repeats 10
+fi
 nvidia-smi --query-gpu=memory.used,memory.total --format=csv || true
+stamp "done"
+printf '%s\n' "${summary[@]}"
 exit $status

@@ -99,7 +99,7 @@ struct FitArgs {
     #[arg(long)]
     target: Option<String>,
     /// Full-grid steps estimated above this many GiB train on minibatches instead
-    /// (default half the RAM); --set train.max_memory_gb=G.
+    /// (default half the RAM; on a GPU 80% of its memory); --set train.max_memory_gb=G.
     #[arg(long, value_name = "GIB")]
     max_memory: Option<f64>,
     /// Model name (asmr, siren, ...); overrides the preset's `model`.
@@ -361,7 +361,7 @@ fn fit(args: FitArgs) -> Result<()> {
              --frames, --stride, --size, --resolution, --target) apply to an input file"
         );
     }
-    let signal = run::load_signal(modality, args.input.as_deref(), &options)?;
+    let signal = load_with_spinner(modality, args.input.as_deref(), &options, args.quiet)?;
     for note in &signal.notes {
         eprintln!("warning: {note}");
     }
@@ -385,6 +385,33 @@ fn fit(args: FitArgs) -> Result<()> {
     })?;
     summarise(&report);
     Ok(())
+}
+
+/// Load the input, with a spinner while it takes (decoding a video, voxelising a mesh).
+fn load_with_spinner(
+    modality: &'static asmr_core::Modality,
+    input: Option<&Path>,
+    options: &asmr_core::LoadOptions,
+    quiet: bool,
+) -> Result<asmr_core::Signal> {
+    let Some(path) = input.filter(|_| !quiet) else {
+        return Ok(run::load_signal(modality, input, options)?);
+    };
+    let started = std::time::Instant::now();
+    let spinner = indicatif::ProgressBar::new_spinner();
+    spinner.set_message(format!("reading {} ({})", path.display(), modality.name));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let signal = run::load_signal(modality, input, options);
+    spinner.finish_and_clear();
+    let signal = signal?;
+    eprintln!(
+        "read {}: {:?} x {} in {:.1} s",
+        path.display(),
+        signal.info.shape,
+        signal.info.channels,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(signal)
 }
 
 fn fresh_run_dir(modality: &str, model: &str) -> PathBuf {
@@ -651,16 +678,30 @@ fn bench_table(spec: &BenchSpec, repeats: usize, device: &Device, json: bool) ->
         "full grid"
     };
     println!("\n**{}** ({what})\n", spec.title);
-    println!("| model | params | MACs/sample | train step (s) | x {} | inference (s) | x {} | peak RSS |", base.model, base.model);
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let gpu = results.iter().any(|r| r.peak_gpu_bytes.is_some());
+    println!(
+        "| model | params | MACs/sample | train step (s) | x {b} | samples/s | inference (s) | x {b} | peak RSS |{}",
+        if gpu { " peak GPU memory |" } else { "" },
+        b = base.model
+    );
+    println!(
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|{}",
+        if gpu { "---:|" } else { "" }
+    );
     for r in &results {
+        let gpu_col = match r.peak_gpu_bytes {
+            Some(b) => format!(" {:.0} MB |", b as f64 / 1e6),
+            None if gpu => " |".to_string(),
+            None => String::new(),
+        };
         println!(
-            "| {} | {} | {:.1} | {:.4} | {:.1} | {:.4} | {:.1} | {:.0} MB |",
+            "| {} | {} | {:.1} | {:.4} | {:.1} | {:.3e} | {:.4} | {:.1} | {:.0} MB |{gpu_col}",
             r.model,
             r.params,
             r.macs_per_sample,
             r.step_median(),
             r.step_median() / base.step_median(),
+            r.samples_per_second(),
             r.infer_median(),
             r.infer_median() / base.infer_median(),
             r.peak_rss_bytes.unwrap_or(0) as f64 / 1e6

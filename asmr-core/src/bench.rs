@@ -24,6 +24,11 @@ pub struct BenchResult {
     /// Seconds per full-grid inference (forward only, no gradient bookkeeping).
     pub infer_seconds: Vec<f64>,
     pub peak_rss_bytes: Option<u64>,
+    /// Samples one training step fits (the grid, or the batch).
+    pub samples_per_step: usize,
+    /// Peak device memory of the case on a GPU: the high-water mark of the CUDA memory pool that
+    /// candle allocates from (`None` on the CPU).
+    pub peak_gpu_bytes: Option<u64>,
 }
 
 pub fn median(v: &[f64]) -> f64 {
@@ -43,6 +48,11 @@ impl BenchResult {
 
     pub fn infer_median(&self) -> f64 {
         median(&self.infer_seconds)
+    }
+
+    /// Training samples per second (median step).
+    pub fn samples_per_second(&self) -> f64 {
+        self.samples_per_step as f64 / self.step_median()
     }
 }
 
@@ -99,6 +109,7 @@ fn bench_inner(
     device: &Device,
 ) -> Result<BenchResult> {
     reset_peak_rss();
+    crate::gpu::reset_peak_memory(device);
     let config = &case.config;
     let built = build_model(config, &signal.info, device)?;
     let profile = built.profile()?;
@@ -147,6 +158,8 @@ fn bench_inner(
         step_seconds,
         infer_seconds,
         peak_rss_bytes: peak_rss(),
+        samples_per_step: case.batch.unwrap_or(signal.info.num_samples()),
+        peak_gpu_bytes: crate::gpu::peak_memory(device),
     })
 }
 
@@ -179,3 +192,4 @@ pub fn peak_rss() -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+

@@ -90,7 +90,7 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
     let built = build_model(&config, &signal.info, &device)?;
     if resume.is_none() && !config.train.minibatch() {
         let need = full_grid_bytes(&built);
-        let budget = memory_budget(&config);
+        let budget = memory_budget(&config, &device);
         if need > budget {
             // Too large for full-grid steps: minibatches of 2^18 samples, about as many steps.
             let batch = AUTO_BATCH.min(signal.info.num_samples());
@@ -269,12 +269,16 @@ const GIB: f64 = (1u64 << 30) as f64;
 /// Minibatch size when a signal is too large for full-grid steps.
 pub const AUTO_BATCH: usize = 1 << 18;
 
-/// `train.max_memory_gb`, or half the machine's RAM.
-pub fn memory_budget(config: &Config) -> usize {
+/// `train.max_memory_gb`, or 80% of the GPU's memory on a GPU, half the machine's RAM on the CPU.
+pub fn memory_budget(config: &Config, device: &Device) -> usize {
     if config.train.max_memory_gb > 0.0 {
         return (config.train.max_memory_gb * GIB) as usize;
     }
-    physical_memory().map_or(8 << 30, |m| m / 2)
+    match crate::gpu::total_memory(device) {
+        // The CUDA context and cuBLAS workspaces take some of it.
+        Some(gpu) => gpu / 10 * 8,
+        None => physical_memory().map_or(8 << 30, |m| m / 2),
+    }
 }
 
 fn physical_memory() -> Option<usize> {

@@ -7,7 +7,7 @@ use asmr_core::candle_core::{DType, Device, Tensor};
 use asmr_core::models::{all_indices, asmr::Asmr, BuiltModel, ModelContext};
 use asmr_core::modulator::ModulatorKind;
 use asmr_core::params::ParamStore;
-use common::{devices, max_diff, net};
+use common::{devices, max_abs, max_diff, net};
 
 fn build(
     shape: &[usize],
@@ -49,14 +49,7 @@ fn check_agreement(shape: &[usize], channels: usize, bases: Vec<Vec<usize>>) {
                 );
             }
             // The outputs are not trivially zero.
-            let spread = outputs[0]
-                .1
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let spread = max_abs(&outputs[0].1);
             assert!(spread > 1e-3, "degenerate output");
 
             // Gradients of a weighted sum agree for every parameter.
@@ -71,14 +64,7 @@ fn check_agreement(shape: &[usize], channels: usize, bases: Vec<Vec<usize>>) {
                 let reference = grads[2]
                     .get(&var)
                     .unwrap_or_else(|| panic!("no grad for {name}"));
-                let scale = reference
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap()
-                    .max(1.0);
+                let scale = max_abs(reference).max(1.0);
                 for (k, g) in grads.iter().enumerate().take(2) {
                     let d = max_diff(g.get(&var).unwrap(), reference);
                     assert!(
@@ -95,7 +81,18 @@ fn check_agreement(shape: &[usize], channels: usize, bases: Vec<Vec<usize>>) {
 /// The deduplicated batch forward (fused and plain) equals the per-sample forward on a random batch
 /// with repeated samples, in value and gradient.
 fn check_batch(shape: &[usize], channels: usize, bases: Vec<Vec<usize>>, n: usize) {
-    let dev = Device::Cpu;
+    for dev in devices() {
+        check_batch_on(shape, channels, bases.clone(), n, &dev);
+    }
+}
+
+fn check_batch_on(
+    shape: &[usize],
+    channels: usize,
+    bases: Vec<Vec<usize>>,
+    n: usize,
+    dev: &Device,
+) {
     let mut rng = asmr_core::rng::Rng::new(11);
     let mut idx: Vec<u32> = (0..n)
         .flat_map(|_| {
@@ -115,7 +112,7 @@ fn check_batch(shape: &[usize], channels: usize, bases: Vec<Vec<usize>>, n: usiz
         let store = ParamStore::seeded(5);
         let model = Asmr::new(
             &ModelContext::new(cfg, shape, channels),
-            store.var_builder(&dev),
+            store.var_builder(dev),
         )
         .unwrap();
         let outs = [
@@ -123,7 +120,7 @@ fn check_batch(shape: &[usize], channels: usize, bases: Vec<Vec<usize>>, n: usiz
             ("plain", model.forward_dedup(&idx, false).unwrap()),
             ("per-sample", model.forward_per_sample(&idx).unwrap()),
         ];
-        let w = Tensor::rand(-1f32, 1f32, (total, channels), &dev).unwrap();
+        let w = Tensor::rand(-1f32, 1f32, (total, channels), dev).unwrap();
         let grads: Vec<_> = outs
             .iter()
             .map(|(_, o)| (o * &w).unwrap().sum_all().unwrap().backward().unwrap())
@@ -133,22 +130,15 @@ fn check_batch(shape: &[usize], channels: usize, bases: Vec<Vec<usize>>, n: usiz
             let diff = max_diff(o, &outs[2].1);
             assert!(
                 diff <= 1e-4,
-                "{shape:?} {kind:?} {what}: outputs differ by {diff}"
+                "{dev:?} {shape:?} {kind:?} {what}: outputs differ by {diff}"
             );
             for (name, var) in store.vars() {
                 let r = grads[2].get(&var).unwrap();
-                let scale = r
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap()
-                    .max(1.0);
+                let scale = max_abs(r).max(1.0);
                 let dg = max_diff(grads[k].get(&var).unwrap(), r);
                 assert!(
                     dg / scale <= 1e-4,
-                    "{what} {kind:?}: grad of {name} differs by {dg}"
+                    "{dev:?} {what} {kind:?}: grad of {name} differs by {dg}"
                 );
             }
         }

@@ -2,6 +2,7 @@
 
 mod common;
 
+use asmr_core::candle_core::Device;
 use asmr_core::checkpoint;
 use asmr_core::config::{Config, ConfigBuilder};
 use asmr_core::run::build_model;
@@ -33,7 +34,11 @@ fn params_of(trainer: &Trainer) -> Vec<(String, Vec<f32>)> {
 }
 
 fn train(cfg: &Config, signal: &Signal) -> (Vec<(String, Vec<f32>)>, f64, usize) {
-    let built = build_model(cfg, &signal.info, &common::devices()[0]).unwrap();
+    train_on(cfg, signal, &common::devices()[0])
+}
+
+fn train_on(cfg: &Config, signal: &Signal, dev: &Device) -> (Vec<(String, Vec<f32>)>, f64, usize) {
+    let built = build_model(cfg, &signal.info, dev).unwrap();
     let mut t = Trainer::new(&built, signal, &cfg.train).unwrap();
     t.run(true, &mut |_, _| Ok(())).unwrap();
     (params_of(&t), t.best_psnr, t.best_step)
@@ -110,18 +115,20 @@ fn fitting_beats_the_mean_predictor() {
     let values = s.data.values();
     let mean = values.iter().sum::<f32>() / values.len() as f32;
     let mean_psnr = asmr_core::metrics::psnr(&values, &vec![mean; values.len()]);
-    for model in ["asmr", "siren"] {
-        let mut cfg = config(300, 2);
-        cfg.model = model.into();
-        cfg.net.bases = asmr_core::Bases::Auto;
-        cfg.net.hidden = 64;
-        let (_, best, best_step) = train(&cfg, &s);
-        eprintln!("{model}: {best} dB at {best_step} vs mean {mean_psnr} dB");
-        assert!(
-            best > mean_psnr + 10.0,
-            "{model}: {best} dB vs mean {mean_psnr} dB"
-        );
-        assert!(best_step > 200);
+    for dev in common::devices() {
+        for model in ["asmr", "siren"] {
+            let mut cfg = config(300, 2);
+            cfg.model = model.into();
+            cfg.net.bases = asmr_core::Bases::Auto;
+            cfg.net.hidden = 64;
+            let (_, best, best_step) = train_on(&cfg, &s, &dev);
+            eprintln!("{dev:?} {model}: {best} dB at {best_step} vs mean {mean_psnr} dB");
+            assert!(
+                best > mean_psnr + 10.0,
+                "{dev:?} {model}: {best} dB vs mean {mean_psnr} dB"
+            );
+            assert!(best_step > 200);
+        }
     }
 }
 

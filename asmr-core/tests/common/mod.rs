@@ -6,11 +6,17 @@ use asmr_core::config::{Bases, ConfigBuilder, NetConfig};
 use asmr_core::{Signal, SignalInfo};
 
 /// Every device this build can run on: the CPU, and the first CUDA GPU when the binary has CUDA and
-/// one is present. Tests loop their bodies over these, as candle's `test_device!` does.
+/// one is present. Tests loop their bodies over these, as candle's `test_device!` does. With
+/// `ASMR_REQUIRE_CUDA=1` (set by `scripts/gpu-check.sh`) a missing GPU fails the test instead of
+/// silently testing the CPU alone.
 pub fn devices() -> Vec<Device> {
     let mut v = vec![Device::Cpu];
-    if let Ok(d) = Device::new_cuda(0) {
-        v.push(d);
+    match Device::new_cuda(0) {
+        Ok(d) => v.push(d),
+        Err(e) if std::env::var_os("ASMR_REQUIRE_CUDA").is_some_and(|x| x == "1") => {
+            panic!("ASMR_REQUIRE_CUDA=1 but no CUDA device: {e}")
+        }
+        Err(_) => {}
     }
     v
 }
@@ -54,6 +60,16 @@ pub fn test_signal(shape: &[usize], channels: usize) -> Signal {
         data,
     )
     .unwrap()
+}
+
+/// Largest absolute value of a tensor.
+pub fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 /// Largest absolute elementwise difference of two tensors.
