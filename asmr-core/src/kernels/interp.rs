@@ -26,6 +26,32 @@ pub struct Gather {
 }
 
 impl Gather {
+    /// The plan of a batch of grid indices (`d` per sample): `corners_of(x, rows, weights)` pushes
+    /// the `groups * 2^d` (row, weight) pairs of sample `x`, group by group.
+    pub fn for_samples(
+        idx: &[u32],
+        d: usize,
+        groups: usize,
+        table_rows: usize,
+        mut corners_of: impl FnMut(&[u32], &mut Vec<u32>, &mut Vec<f32>),
+    ) -> Self {
+        let n = idx.len() / d;
+        let corners = 1 << d;
+        let mut rows = Vec::with_capacity(n * groups * corners);
+        let mut weights = Vec::with_capacity(n * groups * corners);
+        for x in idx.chunks_exact(d) {
+            corners_of(x, &mut rows, &mut weights);
+        }
+        Self {
+            n,
+            groups,
+            corners,
+            rows,
+            weights,
+            table_rows,
+        }
+    }
+
     fn check(&self, table: &Tensor) -> Result<usize> {
         let (t, f) = table.dims2()?;
         let len = self.n * self.groups * self.corners;

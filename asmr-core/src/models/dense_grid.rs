@@ -57,10 +57,6 @@ impl DenseGrid {
 
     fn plan(&self, idx: &[u32]) -> Gather {
         let d = self.shape.len();
-        let n = idx.len() / d;
-        let corners = 1 << d;
-        let mut rows = Vec::with_capacity(n * corners);
-        let mut weights = Vec::with_capacity(n * corners);
         let scale: Vec<f32> = self
             .shape
             .iter()
@@ -74,7 +70,8 @@ impl DenseGrid {
             })
             .collect();
         let mut p = vec![0f32; d];
-        for x in idx.chunks_exact(d) {
+        let table_rows = self.verts.iter().product();
+        Gather::for_samples(idx, d, 1, table_rows, |x, rows, weights| {
             for a in 0..d {
                 p[a] = x[a] as f32 * scale[a];
             }
@@ -82,15 +79,7 @@ impl DenseGrid {
                 rows.push(dense_index(v, &self.verts) as u32);
                 weights.push(w);
             });
-        }
-        Gather {
-            n,
-            groups: 1,
-            corners,
-            rows,
-            weights,
-            table_rows: self.verts.iter().product(),
-        }
+        })
     }
 }
 

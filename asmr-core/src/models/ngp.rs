@@ -119,11 +119,6 @@ impl Ngp {
 
     fn plan(&self, idx: &[u32]) -> Gather {
         let d = self.shape.len();
-        let n = idx.len() / d;
-        let corners = 1 << d;
-        let len = n * self.levels.len() * corners;
-        let mut rows = Vec::with_capacity(len);
-        let mut weights = Vec::with_capacity(len);
         let unit: Vec<f32> = self
             .shape
             .iter()
@@ -131,7 +126,8 @@ impl Ngp {
             .collect();
         let mut p = vec![0f32; d];
         let mut verts = vec![0usize; d];
-        for x in idx.chunks_exact(d) {
+        let table_rows = self.levels.iter().map(|l| l.rows).sum();
+        Gather::for_samples(idx, d, self.levels.len(), table_rows, |x, rows, weights| {
             for level in &self.levels {
                 let r = level.resolution;
                 for a in 0..d {
@@ -148,15 +144,7 @@ impl Ngp {
                     weights.push(w);
                 });
             }
-        }
-        Gather {
-            n,
-            groups: self.levels.len(),
-            corners,
-            rows,
-            weights,
-            table_rows: self.levels.iter().map(|l| l.rows).sum(),
-        }
+        })
     }
 }
 
