@@ -695,19 +695,29 @@ fn bench_table(spec: &BenchSpec, repeats: usize, device: &Device, json: bool) ->
             None => String::new(),
         };
         println!(
-            "| {} | {} | {:.1} | {:.4} | {:.1} | {:.3e} | {:.4} | {:.1} | {:.0} MB |{gpu_col}",
+            "| {} | {} | {:.1} | {:.4} | {} | {:.3e} | {:.4} | {} | {:.0} MB |{gpu_col}",
             r.model,
             r.params,
             r.macs_per_sample,
             r.step_median(),
-            r.step_median() / base.step_median(),
+            ratio(r.step_median() / base.step_median()),
             r.samples_per_second(),
             r.infer_median(),
-            r.infer_median() / base.infer_median(),
+            ratio(r.infer_median() / base.infer_median()),
             r.peak_rss_bytes.unwrap_or(0) as f64 / 1e6
         );
     }
     Ok(())
+}
+
+/// A time ratio with two significant digits below 1 (0.038), one decimal above (24.0).
+fn ratio(x: f64) -> String {
+    if x > 0.0 && x < 1.0 {
+        let digits = (1.0 - x.log10().floor()).min(9.0) as usize;
+        format!("{x:.digits$}")
+    } else {
+        format!("{x:.1}")
+    }
 }
 
 fn list() {

@@ -180,8 +180,15 @@ fn random_batch(signal: &Signal, n: usize, device: &Device) -> Result<(Vec<u32>,
     Ok((idx, target))
 }
 
-/// Reset the kernel's peak-RSS counter for this process (Linux; ignored elsewhere).
+/// Reset the kernel's peak-RSS counter for this process (Linux; ignored elsewhere). The allocator
+/// keeps freed memory (see [`crate::kernels::keep_freed_memory`]), so what earlier cases freed is
+/// first handed back to the system: otherwise their peak would stay resident and count again.
 pub fn reset_peak_rss() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
