@@ -258,9 +258,13 @@ fn region_ranges(r: &[usize]) -> Result<Vec<std::ops::Range<usize>>> {
 
 fn parse_device(s: &str) -> Result<Device> {
     let cuda = |i: usize| {
-        Device::new_cuda(i).with_context(|| {
-            format!("cannot use cuda:{i} (this binary needs the `cuda` feature and an NVIDIA GPU)")
-        })
+        if !candle_core::utils::cuda_is_available() {
+            bail!(
+                "cannot use cuda:{i}: this binary was built without CUDA (build with \
+                 `--features cuda`, see the README's CUDA section)"
+            );
+        }
+        Device::new_cuda(i).with_context(|| format!("cannot use cuda:{i} (no such NVIDIA GPU?)"))
     };
     match s {
         "cpu" => Ok(Device::Cpu),
@@ -397,21 +401,12 @@ fn load_with_spinner(
     let Some(path) = input.filter(|_| !quiet) else {
         return Ok(run::load_signal(modality, input, options)?);
     };
-    let started = std::time::Instant::now();
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.set_message(format!("reading {} ({})", path.display(), modality.name));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let signal = run::load_signal(modality, input, options);
     spinner.finish_and_clear();
-    let signal = signal?;
-    eprintln!(
-        "read {}: {:?} x {} in {:.1} s",
-        path.display(),
-        signal.info.shape,
-        signal.info.channels,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(signal)
+    Ok(signal?)
 }
 
 fn fresh_run_dir(modality: &str, model: &str) -> PathBuf {

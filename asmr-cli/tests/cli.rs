@@ -298,7 +298,7 @@ fn bad_input_is_one_clear_line_and_no_run_folder() {
     let bytes = std::fs::read(d.join("photo.png")).unwrap();
     std::fs::write(d.join("cut.png"), &bytes[..bytes.len() / 3]).unwrap();
     std::fs::create_dir(d.join("folder")).unwrap();
-    let cases: Vec<(Vec<&str>, &str)> = vec![
+    let mut cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["fit", "image", "missing.png"], "no such file"),
         (vec!["fit", "image", "folder"], "directory"),
         (vec!["fit", "image", "cut.png"], "cut.png"),
@@ -341,6 +341,17 @@ fn bad_input_is_one_clear_line_and_no_run_folder() {
         ),
         (vec!["info", "folder"], "directory"),
     ];
+    // A CPU-only build says so; a CUDA build on a machine without that GPU names the device.
+    #[cfg(not(feature = "cuda"))]
+    cases.push((
+        vec!["fit", "image", "photo.png", "--device", "cuda"],
+        "built without CUDA",
+    ));
+    #[cfg(feature = "cuda")]
+    cases.push((
+        vec!["fit", "image", "photo.png", "--device", "cuda:7"],
+        "cannot use cuda:7",
+    ));
     for (mut args, needle) in cases {
         if args[0] == "fit" {
             args.extend(["--out", "run"]);
