@@ -37,6 +37,11 @@ for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/local/cuda/lib64 \
 done
 export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
 cli="$dist/asmr-cli"
+# Anything still missing: look for it where toolkits and Python environments live.
+for so in $(ldd "$cli" | awk '/not found/ {print $1}'); do
+  hit=$(find /opt /usr /root -name "$so" 2>/dev/null | head -1)
+  [ -n "$hit" ] && LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(dirname "$hit")"
+done
 if ldd "$cli" | grep "not found"; then
   echo "missing shared libraries (LD_LIBRARY_PATH=$LD_LIBRARY_PATH)"
   exit 2
