@@ -12,7 +12,6 @@ use crate::error::Result;
 use crate::grid::MultiResGrid;
 use crate::kernels::level::{level_forward, LevelMap};
 use crate::kernels::output::level_output;
-use crate::kernels::sine::sine_plain;
 use crate::layers::{sine, siren_dense, Dense, SirenInit};
 use crate::modulator::Modulator;
 use crate::profile::Profile;
@@ -103,12 +102,18 @@ impl Asmr {
     /// The activation-sharing forward written with candle's own ops only (any device; the
     /// reference the fused kernels are tested against).
     pub fn forward_full_grid_plain(&self) -> candle_core::Result<Tensor> {
-        // Pre-activation of layer 0 on the level-0 grid.
+        // Pre-activation of layer 0 on the level-0 grid. `w0` scales both operands at their own
+        // (coarser) resolutions, so the upsampled sum goes straight into `sin`: one fine-resolution
+        // tensor fewer in the forward and in the backward than `sin(w0 * (z + m))`.
         let mut z = self.backbone[0].forward(&self.level_grids[0])?;
         for (i, plan) in self.plans.iter().enumerate() {
             let m = self.modulators[i].forward(&self.level_grids[i + 1])?;
-            let s = plan.upsample_add(&z, &m, self.hidden)?;
-            z = self.backbone[i + 1].forward(&sine_plain(&s, self.w0)?)?;
+            let s = plan.upsample_add(
+                &z.affine(self.w0, 0.0)?,
+                &m.affine(self.w0, 0.0)?,
+                self.hidden,
+            )?;
+            z = self.backbone[i + 1].forward(&s.sin()?)?;
         }
         Ok(z)
     }
@@ -147,8 +152,10 @@ impl Asmr {
             } else {
                 let pt = Tensor::from_vec(parent, cells_here, dev)?;
                 let dt = Tensor::from_vec(digit, cells_here, dev)?;
-                let s = (z.index_select(&pt, 0)? + m.index_select(&dt, 0)?)?;
-                z = layer.forward(&sine_plain(&s, self.w0)?)?;
+                // `w0` applied before the gathers, as in the full-grid forward.
+                let zs = z.affine(self.w0, 0.0)?.index_select(&pt, 0)?;
+                let ms = m.affine(self.w0, 0.0)?.index_select(&dt, 0)?;
+                z = layer.forward(&(zs + ms)?.sin()?)?;
             }
             coarse = cells_here;
         }
