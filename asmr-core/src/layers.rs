@@ -161,13 +161,14 @@ impl Module for Mlp {
         let mut z = x.clone();
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
-            z = layer.forward(&z)?;
-            if i < last {
-                z = match self.activation {
-                    Activation::Sine { w0 } => sine(&z, w0)?,
-                    Activation::Relu => z.relu()?,
-                };
-            }
+            z = match (self.activation, layer.bias()) {
+                _ if i == last => layer.forward(&z)?,
+                (Activation::Sine { w0 }, Some(b)) => {
+                    crate::kernels::sine::sine_bias(&z.matmul(&layer.weight().t()?)?, b, w0)?
+                }
+                (Activation::Sine { w0 }, None) => sine(&layer.forward(&z)?, w0)?,
+                (Activation::Relu, _) => layer.forward(&z)?.relu()?,
+            };
         }
         Ok(z)
     }
