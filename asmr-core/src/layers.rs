@@ -167,7 +167,10 @@ impl Module for Mlp {
                     crate::kernels::sine::sine_bias(&z.matmul(&layer.weight().t()?)?, b, w0)?
                 }
                 (Activation::Sine { w0 }, None) => sine(&layer.forward(&z)?, w0)?,
-                (Activation::Relu, _) => layer.forward(&z)?.relu()?,
+                (Activation::Relu, Some(b)) => {
+                    crate::kernels::relu::relu_bias(&z.matmul(&layer.weight().t()?)?, b)?
+                }
+                (Activation::Relu, None) => layer.forward(&z)?.relu()?,
             };
         }
         Ok(z)

@@ -7,6 +7,7 @@ pub mod gabor;
 pub mod interp;
 pub mod level;
 pub mod output;
+pub mod relu;
 pub mod sine;
 
 use std::sync::atomic::{AtomicBool, Ordering};

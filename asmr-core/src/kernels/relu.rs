@@ -1,0 +1,99 @@
+//! `max(x + b, 0)` for the rows of a ReLU layer, the bias add fused into the activation: the sum is
+//! never stored, and the backward reads only the output (`out > 0` is the mask) and the gradient.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+
+use super::{cpu_f32, par_rows};
+
+/// `max(x + b, 0)` for rows `x: [n, h]` and a bias `b: [h]`: the fused kernel on the CPU for f32,
+/// candle's own ops elsewhere.
+pub fn relu_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let f32s = x.dtype() == candle_core::DType::F32 && b.dtype() == candle_core::DType::F32;
+    if super::enabled() && x.device().is_cpu() && f32s && x.rank() == 2 {
+        x.contiguous()?.apply_op2(&b.contiguous()?, ReluBias)
+    } else {
+        x.broadcast_add(b)?.relu()
+    }
+}
+
+struct ReluBias;
+
+impl CustomOp2 for ReluBias {
+    fn name(&self) -> &'static str {
+        "asmr-relu-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, h) = l1.shape().dims2()?;
+        if l2.shape().dims() != [h] {
+            candle_core::bail!(
+                "relu with bias: rows of {h}, bias of shape {:?}",
+                l2.shape()
+            );
+        }
+        let (x, b) = (
+            cpu_f32(s1, l1, "relu with bias")?,
+            cpu_f32(s2, l2, "relu with bias")?,
+        );
+        let mut out = vec![0f32; n * h];
+        par_rows(n, h, n * h, &mut out, |r, o| {
+            let xs = &x[r.start * h..r.end * h];
+            for (o, xr) in o.chunks_exact_mut(h).zip(xs.chunks_exact(h)) {
+                for ((o, &v), &bj) in o.iter_mut().zip(xr).zip(b) {
+                    *o = (v + bj).max(0.0);
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        _b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let gx = res.apply_op2_no_bwd(&grad.contiguous()?, &ReluMask)?;
+        let gb = gx.sum(0)?;
+        Ok((Some(gx), Some(gb)))
+    }
+}
+
+/// `g` where the output is positive, 0 elsewhere (candle's ReLU takes the same subgradient, 0 at 0).
+struct ReluMask;
+
+impl CustomOp2 for ReluMask {
+    fn name(&self) -> &'static str {
+        "asmr-relu-mask"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (y, g) = (
+            cpu_f32(s1, l1, "relu backward")?,
+            cpu_f32(s2, l2, "relu backward")?,
+        );
+        if y.len() != g.len() {
+            candle_core::bail!("relu backward: gradient has the wrong size");
+        }
+        let mut out = vec![0f32; y.len()];
+        par_rows(y.len(), 1, y.len(), &mut out, |r, o| {
+            for ((o, &yv), &gv) in o.iter_mut().zip(&y[r.clone()]).zip(&g[r]) {
+                *o = if yv > 0.0 { gv } else { 0.0 };
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
