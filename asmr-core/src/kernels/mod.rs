@@ -91,6 +91,19 @@ pub(crate) fn add_into(total: &mut [f32], part: &[f32]) {
     }
 }
 
+/// `(n, h)` of rows `x: [n, h]` and a bias `b: [h]` for a layer op named `what`.
+pub(crate) fn rows_and_bias(
+    x: &candle_core::Layout,
+    b: &candle_core::Layout,
+    what: &str,
+) -> candle_core::Result<(usize, usize)> {
+    let (n, h) = x.shape().dims2()?;
+    if b.shape().dims() != [h] {
+        candle_core::bail!("{what}: rows of {h}, bias of shape {:?}", b.shape());
+    }
+    Ok((n, h))
+}
+
 /// Fill `out` (`n` rows of `width` values) in parallel: `f(rows, part)` writes rows `rows` into
 /// `part`. `work` (elementwise operations in all) decides how many threads are worth it.
 pub(crate) fn par_rows(

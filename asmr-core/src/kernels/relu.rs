@@ -3,7 +3,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
-use super::{cpu_f32, par_rows};
+use super::{cpu_f32, par_rows, rows_and_bias};
 
 /// `max(x + b, 0)` for rows `x: [n, h]` and a bias `b: [h]`: the fused kernel on the CPU for f32,
 /// candle's own ops elsewhere.
@@ -30,13 +30,7 @@ impl CustomOp2 for ReluBias {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, h) = l1.shape().dims2()?;
-        if l2.shape().dims() != [h] {
-            candle_core::bail!(
-                "relu with bias: rows of {h}, bias of shape {:?}",
-                l2.shape()
-            );
-        }
+        let (n, h) = rows_and_bias(l1, l2, "relu with bias")?;
         let (x, b) = (
             cpu_f32(s1, l1, "relu with bias")?,
             cpu_f32(s2, l2, "relu with bias")?,

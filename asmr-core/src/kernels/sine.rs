@@ -8,7 +8,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::{cpu_f32, par_rows};
+use super::{cpu_f32, par_rows, rows_and_bias};
 
 const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
 const INV_PI: f32 = std::f32::consts::FRAC_1_PI;
@@ -209,16 +209,6 @@ struct SineBias {
     w0: f32,
 }
 
-impl SineBias {
-    fn check(x: &Layout, b: &Layout) -> Result<(usize, usize)> {
-        let (n, h) = x.shape().dims2()?;
-        if b.shape().dims() != [h] {
-            candle_core::bail!("sine with bias: rows of {h}, bias of shape {:?}", b.shape());
-        }
-        Ok((n, h))
-    }
-}
-
 impl CustomOp2 for SineBias {
     fn name(&self) -> &'static str {
         "asmr-sine-bias"
@@ -231,7 +221,7 @@ impl CustomOp2 for SineBias {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, h) = Self::check(l1, l2)?;
+        let (n, h) = rows_and_bias(l1, l2, "sine with bias")?;
         let (x, b) = (
             cpu_f32(s1, l1, "sine with bias")?,
             cpu_f32(s2, l2, "sine with bias")?,
@@ -274,7 +264,7 @@ impl CustomOp3 for SineBiasBwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, h) = SineBias::check(l1, l2)?;
+        let (n, h) = rows_and_bias(l1, l2, "sine with bias backward")?;
         let what = "sine with bias backward";
         let (x, b, g) = (
             cpu_f32(s1, l1, what)?,
