@@ -19,6 +19,9 @@ pub struct Decoded {
     pub sample_rate: u32,
     pub channels: usize,
     pub samples: Vec<f32>,
+    /// Frames the container declares (its header), when it declares any: more than decoded means
+    /// the file was cut short.
+    pub declared_frames: Option<u64>,
 }
 
 impl Decoded {
@@ -53,6 +56,7 @@ pub fn decode(path: &Path) -> Result<Decoded> {
         .ok_or_else(|| bad("has no audio track".into()))?
         .clone();
     let track_id = track.id;
+    let declared_frames = track.num_frames;
     let mut decoder = symphonia::default::get_codecs()
         .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .map_err(|e| bad(format!("unsupported codec ({e})")))?;
@@ -63,7 +67,7 @@ pub fn decode(path: &Path) -> Result<Decoded> {
         let packet = match format.next_packet() {
             Ok(Some(p)) => p,
             Ok(None) => break,
-            // A stream cut short ends like a truncated file: keep what decoded, check below.
+            // A stream cut short ends like a truncated file: keep what decoded; `load` checks it.
             Err(SymError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
             Err(e) => return Err(bad(format!("cannot read the stream ({e})"))),
         };
@@ -102,7 +106,19 @@ pub fn decode(path: &Path) -> Result<Decoded> {
         sample_rate: rate,
         channels,
         samples,
+        declared_frames,
     })
+}
+
+impl Decoded {
+    /// The declared frame count when the file holds fewer frames than its header declares. The
+    /// slack is one AAC priming (2112 frames): lossy codecs' declared and decoded lengths may differ
+    /// by their encoder delay.
+    pub fn truncated(&self) -> Option<u64> {
+        const SLACK: u64 = 2112;
+        self.declared_frames
+            .filter(|&n| (self.frames() as u64).saturating_add(SLACK) < n)
+    }
 }
 
 /// Loader options: `offset` and `seconds` (from the start, in seconds), `sample_rate` (resample,
@@ -153,6 +169,26 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Signal> {
         ),
     };
     let mut d = decode(path)?;
+    // A file cut short is an error unless the span asked for ends before the cut.
+    let mut notes = Vec::new();
+    if let Some(declared) = d.truncated() {
+        let rate = d.sample_rate as f64;
+        let held = d.frames() as f64 / rate;
+        let wanted_end = seconds.map(|s| offset + s);
+        let message = format!(
+            "truncated: its header declares {:.3} s ({declared} frames), the file holds {held:.3} s",
+            declared as f64 / rate
+        );
+        match wanted_end {
+            Some(end) if end <= held => notes.push(format!("{}: {message}", path.display())),
+            _ => return Err(Error::input(
+                path,
+                format!(
+                    "{message}; --offset/--seconds inside the first {held:.3} s fit what it holds"
+                ),
+            )),
+        }
+    }
     if let Some(to) = target_rate {
         d.samples = crate::resample::resample(&d.samples, d.channels, d.sample_rate, to);
         d.sample_rate = to;
@@ -197,7 +233,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Signal> {
     extra.insert("sample_rate".into(), d.sample_rate.into());
     extra.insert("source_channels".into(), c.into());
     extra.insert("float".into(), float.into());
-    Signal::new(
+    let mut signal = Signal::new(
         SignalInfo {
             modality: "audio".into(),
             shape: vec![end - start],
@@ -206,5 +242,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Signal> {
             extra,
         },
         data,
-    )
+    )?;
+    signal.notes = notes;
+    Ok(signal)
 }

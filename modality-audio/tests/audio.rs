@@ -98,10 +98,31 @@ fn bad_files_get_clear_errors() {
         let e = e.unwrap_or_else(|| panic!("{name} loaded")).to_string();
         assert!(e.contains(name), "{e}");
     }
-    // A truncated file decodes what it holds.
-    std::fs::write(d.join("half.wav"), &bytes[..44 + 4000]).unwrap();
-    let s = load(&d.join("half.wav"), &LoadOptions::new()).unwrap();
-    assert_eq!(s.info.shape, vec![2000]);
+    // A file cut short is named as truncated, with what it declares and what it holds...
+    write_tone(&d.join("long.wav"), 8000, 40000, 1, false);
+    let bytes = std::fs::read(d.join("long.wav")).unwrap();
+    std::fs::write(d.join("half.wav"), &bytes[..44 + 40000]).unwrap();
+    let e = load(&d.join("half.wav"), &LoadOptions::new())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("half.wav") && e.contains("truncated"), "{e}");
+    assert!(e.contains("5.000 s") && e.contains("2.500 s"), "{e}");
+    // ...also when the span asked for runs past the cut...
+    let mut opts = LoadOptions::new();
+    opts.insert("seconds".into(), "3".into());
+    assert!(load(&d.join("half.wav"), &opts).is_err());
+    // ...but a span inside what it holds loads, with a note saying the file is cut.
+    opts.insert("seconds".into(), "2".into());
+    let s = load(&d.join("half.wav"), &opts).unwrap();
+    assert_eq!(s.info.shape, vec![16000]);
+    assert!(
+        s.notes.iter().any(|n| n.contains("truncated")),
+        "{:?}",
+        s.notes
+    );
+    // A whole file carries no note.
+    let s = load(&d.join("long.wav"), &LoadOptions::new()).unwrap();
+    assert!(s.notes.is_empty(), "{:?}", s.notes);
 }
 
 #[test]
