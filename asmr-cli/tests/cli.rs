@@ -361,6 +361,15 @@ fn bad_input_is_one_clear_line_and_no_run_folder() {
         assert!(!d.join("runs").exists(), "{args:?} created runs/");
         assert!(!d.join("x.png").exists());
     }
+    // An output that cannot be written names the path and the system's reason, once.
+    let o = cli(&["fit", "image", "photo.png", "--out", "notes.txt/run"], d);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("notes.txt/run"), "{err}");
+    let last = err.trim_end().lines().last().unwrap_or_default();
+    let reason = last.rsplit(": ").next().unwrap_or_default();
+    assert!(reason.contains("os error"), "{err}");
+    assert_eq!(last.matches(reason).count(), 1, "{err}");
 }
 
 #[test]

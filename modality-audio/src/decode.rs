@@ -181,12 +181,14 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Signal> {
         );
         match wanted_end {
             Some(end) if end <= held => notes.push(format!("{}: {message}", path.display())),
-            _ => return Err(Error::input(
-                path,
-                format!(
+            _ => {
+                return Err(Error::input(
+                    path,
+                    format!(
                     "{message}; --offset/--seconds inside the first {held:.3} s fit what it holds"
                 ),
-            )),
+                ))
+            }
         }
     }
     if let Some(to) = target_rate {
