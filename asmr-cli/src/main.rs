@@ -641,39 +641,63 @@ fn bench(args: BenchArgs) -> Result<()> {
             models: args.models.clone(),
         }]
     };
+    // Every case's config is checked before the first one is timed.
+    let tables = specs
+        .into_iter()
+        .map(|spec| bench_cases(&spec).map(|cases| (spec, cases)))
+        .collect::<Result<Vec<_>>>()?;
     println!(
         "{} timed repeats after one warm-up, medians; {} kernel threads",
         args.repeats,
         asmr_core::kernels::num_threads()
     );
-    for spec in specs {
-        bench_table(&spec, args.repeats, &device, args.json)?;
+    for (spec, cases) in tables {
+        bench_table(&spec, cases, args.repeats, &device, args.json)?;
     }
     Ok(())
 }
 
-fn bench_table(spec: &BenchSpec, repeats: usize, device: &Device, json: bool) -> Result<()> {
-    use asmr_core::bench::{bench_model, synthetic_signal, BenchCase};
+/// One case per model of a table (`asmr-plain`: ASMR without the fused kernels).
+fn bench_cases(spec: &BenchSpec) -> Result<Vec<(String, asmr_core::bench::BenchCase)>> {
+    spec.models
+        .iter()
+        .map(|name| {
+            let (model, fused) = match name.as_str() {
+                "asmr-plain" => ("asmr", false),
+                other => (other, true),
+            };
+            let mut builder = ConfigBuilder::new();
+            builder.merge_yaml(find_preset(&spec.preset)?.yaml, &spec.preset)?;
+            for pair in &spec.set {
+                builder.set_pair(pair)?;
+            }
+            builder.set("model", model)?;
+            let config = builder.build()?;
+            // The profile resolves the model and its grid on the shape without building weights.
+            let ctx = ModelContext::new(config.net.clone(), &spec.shape, spec.channels);
+            (find_model(&config.model)?.profile)(&ctx)?;
+            let case = asmr_core::bench::BenchCase {
+                config,
+                batch: spec.batch,
+                fused,
+            };
+            Ok((name.clone(), case))
+        })
+        .collect()
+}
+
+fn bench_table(
+    spec: &BenchSpec,
+    cases: Vec<(String, asmr_core::bench::BenchCase)>,
+    repeats: usize,
+    device: &Device,
+    json: bool,
+) -> Result<()> {
+    use asmr_core::bench::{bench_model, synthetic_signal};
     let signal = synthetic_signal(&spec.shape, spec.channels)?;
     let mut results = Vec::new();
-    for name in &spec.models {
-        let (model, fused) = match name.as_str() {
-            "asmr-plain" => ("asmr", false),
-            other => (other, true),
-        };
-        let mut builder = ConfigBuilder::new();
-        builder.merge_yaml(find_preset(&spec.preset)?.yaml, &spec.preset)?;
-        for pair in &spec.set {
-            builder.set_pair(pair)?;
-        }
-        builder.set("model", model)?;
-        let config = builder.build()?;
+    for (name, case) in cases {
         eprintln!("{}: timing {name} ...", spec.title);
-        let case = BenchCase {
-            config,
-            batch: spec.batch,
-            fused,
-        };
         let r = bench_model(&case, &signal, repeats, device)?;
         if json {
             println!("{}", serde_json::to_string(&r)?);

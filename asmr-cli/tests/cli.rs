@@ -148,6 +148,19 @@ fn fit_writes_a_complete_run_folder_and_render_reproduces_it() {
         std::fs::read(dir.path().join("again.png")).unwrap(),
         std::fs::read(run.join("reconstruction.png")).unwrap()
     );
+    // A name promising another format is refused before anything is written (PNG, any case, is fine).
+    for out in ["again.wav", "again.jpg", "again"] {
+        fails(
+            &["render", "run/model.safetensors", "--out", out],
+            dir.path(),
+            "image checkpoints render to .png files",
+        );
+        assert!(!dir.path().join(out).exists());
+    }
+    ok(
+        &["render", "run/model.safetensors", "--out", "UPPER.PNG"],
+        dir.path(),
+    );
     let info = ok(&["info", "run/model.safetensors"], dir.path());
     assert!(info.contains("asmr") && info.contains("[14, 20]"), "{info}");
 
@@ -794,4 +807,68 @@ fn shape_fits_renders_and_reports_surface_metrics() {
         "data.target",
     );
     assert!(!dir.path().join("u").exists());
+}
+
+#[test]
+fn bench_times_every_model_and_checks_all_cases_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let common = [
+        "bench",
+        "--shape",
+        "16,12",
+        "--preset",
+        "image",
+        "--repeats",
+        "1",
+    ];
+    let mut args = common.to_vec();
+    args.extend([
+        "--models",
+        "asmr,asmr-plain,siren",
+        "--set",
+        "net.hidden=8",
+        "--json",
+    ]);
+    let out = ok(&args, d);
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert_eq!(names, ["asmr", "asmr (plain)", "siren"]);
+    for r in &rows {
+        assert_eq!(r["samples_per_step"], 192);
+        assert_eq!(r["shape"], serde_json::json!([16, 12]));
+        let step = r["step_seconds"][0].as_f64().unwrap();
+        assert!(step > 0.0 && step.is_finite(), "{r}");
+        assert!(r["peak_rss_bytes"].as_u64().unwrap() > 0);
+    }
+    // ASMR and its plain path are one model: the same parameters and MACs.
+    assert_eq!(rows[0]["params"], rows[1]["params"]);
+    assert_eq!(rows[0]["macs_per_sample"], rows[1]["macs_per_sample"]);
+    // The table names the baseline column after the first model.
+    let mut args = common.to_vec();
+    args.extend(["--models", "siren,asmr", "--set", "net.hidden=8"]);
+    let table = ok(&args, d);
+    assert!(
+        table.contains("| x siren |") && table.contains("| asmr |"),
+        "{table}"
+    );
+    // A bad case anywhere stops the run before anything is timed.
+    for (models, needle) in [
+        ("asmr,mlp", "unknown model `mlp`"),
+        ("siren,asmr", "net.bases"),
+    ] {
+        let mut args = common.to_vec();
+        args.extend(["--models", models]);
+        if models == "siren,asmr" {
+            args.extend(["--set", "net.bases=[2,2,2,2]"]);
+        }
+        let o = cli(&args, d);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(needle), "{err}");
+        assert!(!err.contains("timing"), "timed before failing: {err}");
+    }
 }

@@ -412,6 +412,8 @@ impl Config {
             pos("net.bases", !l.contains(&0), "bases must be at least 1")?;
         }
         pos("train.iterations", t.iterations >= 1, "must be at least 1")?;
+        pos("train.epochs", t.epochs >= 1, "must be at least 1")?;
+        pos("train.eval_every", t.eval_every >= 1, "must be at least 1")?;
         pos(
             "train.lr",
             t.lr.is_finite() && t.lr > 0.0,
@@ -671,6 +673,8 @@ mod tests {
             ("net.hidden=abc", "net.hidden"),
             ("net.hidden=0", "net.hidden"),
             ("train.iterations=0", "train.iterations"),
+            ("train.epochs=0", "train.epochs"),
+            ("train.eval_every=0", "train.eval_every"),
             ("train.lr=-1", "train.lr"),
             ("net.modulator=cubic", "net.modulator"),
             ("net.bases=sometimes", "net.bases"),

@@ -422,8 +422,18 @@ pub fn render(
         checkpoint::CheckpointKind::Model => "",
         checkpoint::CheckpointKind::TrainState => "best/",
     };
-    let built = ckpt.build_model(prefix, device, ckpt_path)?;
     let modality = crate::registry::find_modality(&ckpt.meta.signal.modality)?;
+    // The writer picks the format, so a name that promises another one is refused.
+    let wanted = Path::new(modality.output_file).extension();
+    if out.extension().map(|e| e.to_ascii_lowercase()).as_deref() != wanted {
+        return Err(Error::Invalid(format!(
+            "--out {}: {} checkpoints render to .{} files",
+            out.display(),
+            modality.name,
+            wanted.unwrap_or_default().to_string_lossy()
+        )));
+    }
+    let built = ckpt.build_model(prefix, device, ckpt_path)?;
     let mut info = ckpt.meta.signal.clone();
     match region {
         None => {
