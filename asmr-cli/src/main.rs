@@ -138,6 +138,9 @@ struct FitArgs {
     /// Continue from a run's state.safetensors (its config is kept; --iterations may extend it).
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Fit into an --out folder that holds an earlier run, replacing its files.
+    #[arg(long)]
+    overwrite: bool,
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
@@ -382,11 +385,6 @@ fn fit(args: FitArgs) -> Result<()> {
              --frames, --stride, --size, --resolution, --target) apply to an input file"
         );
     }
-    let signal = load_with_spinner(modality, args.input.as_deref(), &options, args.quiet)?;
-    for note in &signal.notes {
-        eprintln!("warning: {note}");
-    }
-
     let out_dir = match (&args.out, &args.resume) {
         (Some(o), _) => o.clone(),
         (None, Some(r)) => r
@@ -395,6 +393,21 @@ fn fit(args: FitArgs) -> Result<()> {
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
         (None, None) => fresh_run_dir(modality.name, &config.model),
     };
+    // A new fit never silently replaces an earlier run's results.
+    if args.resume.is_none() && !args.overwrite {
+        if let Some(file) = run::earlier_run_file(&out_dir) {
+            bail!(
+                "--out {}: holds an earlier run ({file}); choose another folder, continue it with \
+                 --resume {}, or replace it with --overwrite",
+                out_dir.display(),
+                out_dir.join(run::STATE_FILE).display()
+            );
+        }
+    }
+    let signal = load_with_spinner(modality, args.input.as_deref(), &options, args.quiet)?;
+    for note in &signal.notes {
+        eprintln!("warning: {note}");
+    }
     let report = run::fit(run::FitRequest {
         modality,
         signal,

@@ -170,6 +170,27 @@ fn fit_writes_a_complete_run_folder_and_render_reproduces_it() {
     ok(&args, dir.path());
     let log = std::fs::read_to_string(run.join("log.csv")).unwrap();
     assert_eq!(log.lines().count(), 31);
+
+    // A new fit into that folder is refused, leaving it as it was, unless asked to replace it.
+    let before = std::fs::read(run.join("model.safetensors")).unwrap();
+    let mut args = vec![
+        "fit",
+        "image",
+        photo.to_str().unwrap(),
+        "--out",
+        "run",
+        "-q",
+    ];
+    args.extend(["--iterations", "3"]);
+    fails(&args, dir.path(), "holds an earlier run");
+    assert_eq!(
+        std::fs::read(run.join("model.safetensors")).unwrap(),
+        before
+    );
+    args.push("--overwrite");
+    ok(&args, dir.path());
+    let log = std::fs::read_to_string(run.join("log.csv")).unwrap();
+    assert_eq!(log.lines().count(), 4);
 }
 
 fn modality_psnr_input(p: &Path) -> Vec<f64> {

@@ -440,6 +440,21 @@ impl Config {
             "must be zero or more",
         )?;
         pos(
+            "train.grad_clip",
+            t.grad_clip.is_finite() && t.grad_clip >= 0.0,
+            "must be zero (off) or more",
+        )?;
+        pos(
+            "train.max_memory_gb",
+            t.max_memory_gb.is_finite() && t.max_memory_gb >= 0.0,
+            "must be zero (automatic) or more",
+        )?;
+        pos(
+            "train.time_limit",
+            t.time_limit.is_finite() && t.time_limit >= 0.0,
+            "must be zero (no limit) or more seconds",
+        )?;
+        pos(
             "train.lr_step_every",
             t.lr_step_every >= 1,
             "must be at least 1",
@@ -674,6 +689,9 @@ mod tests {
             ("net.hidden=0", "net.hidden"),
             ("train.iterations=0", "train.iterations"),
             ("train.epochs=0", "train.epochs"),
+            ("train.grad_clip=-1", "train.grad_clip"),
+            ("train.max_memory_gb=-3", "train.max_memory_gb"),
+            ("train.time_limit=-5", "train.time_limit"),
             ("train.eval_every=0", "train.eval_every"),
             ("train.lr=-1", "train.lr"),
             ("net.modulator=cubic", "net.modulator"),

@@ -49,6 +49,13 @@ pub fn load_signal(
     }
 }
 
+/// The first file of an earlier run that `dir` holds, if any: a new fit there would replace it.
+pub fn earlier_run_file(dir: &Path) -> Option<&'static str> {
+    [METRICS_FILE, MODEL_FILE, STATE_FILE, LOG_FILE, CONFIG_FILE]
+        .into_iter()
+        .find(|f| dir.join(f).exists())
+}
+
 pub struct FitRequest<'a> {
     pub modality: &'static Modality,
     pub signal: Signal,
