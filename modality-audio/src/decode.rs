@@ -31,6 +31,12 @@ impl Decoded {
 }
 
 pub fn decode(path: &Path) -> Result<Decoded> {
+    decode_until(path, |_| None)
+}
+
+/// Decode until `frames_needed(sample_rate)` frames are in (all of them when it says `None`): the
+/// first seconds of a long recording cost only those seconds.
+pub fn decode_until(path: &Path, frames_needed: impl Fn(u32) -> Option<usize>) -> Result<Decoded> {
     let bad = |m: String| Error::input(path, m);
     let file = File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
@@ -63,6 +69,7 @@ pub fn decode(path: &Path) -> Result<Decoded> {
     let mut samples: Vec<f32> = Vec::new();
     let mut buf: Vec<f32> = Vec::new();
     let (mut rate, mut channels) = (params.sample_rate.unwrap_or(0), 0usize);
+    let mut stopped_early = false;
     loop {
         let packet = match format.next_packet() {
             Ok(Some(p)) => p,
@@ -81,6 +88,12 @@ pub fn decode(path: &Path) -> Result<Decoded> {
                 buf.resize(audio.samples_interleaved(), 0.0);
                 audio.copy_to_slice_interleaved(&mut buf);
                 samples.extend_from_slice(&buf);
+                if frames_needed(rate)
+                    .is_some_and(|n| samples.len() >= n.saturating_mul(channels.max(1)))
+                {
+                    stopped_early = true;
+                    break;
+                }
             }
             Err(SymError::DecodeError(_)) => continue,
             Err(e) => return Err(bad(format!("cannot decode ({e})"))),
@@ -106,7 +119,8 @@ pub fn decode(path: &Path) -> Result<Decoded> {
         sample_rate: rate,
         channels,
         samples,
-        declared_frames,
+        // What was not read cannot be missing.
+        declared_frames: declared_frames.filter(|_| !stopped_early),
     })
 }
 
@@ -120,6 +134,10 @@ impl Decoded {
             .filter(|&n| (self.frames() as u64).saturating_add(SLACK) < n)
     }
 }
+
+/// The sample rates `--sample-rate` takes (the highest is the highest any common format stores).
+const MIN_RATE: u32 = 100;
+const MAX_RATE: u32 = 768_000;
 
 /// Loader options: `offset` and `seconds` (from the start, in seconds), `sample_rate` (resample,
 /// band-limited, before cutting), `channels` (`mix`, the default, or `keep`: each channel an
@@ -164,11 +182,23 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Signal> {
         Some(v) => Some(
             v.parse::<u32>()
                 .ok()
-                .filter(|&r| r > 0)
-                .ok_or_else(|| Error::Invalid(format!("--sample-rate `{v}`: expected Hz > 0")))?,
+                .filter(|r| (MIN_RATE..=MAX_RATE).contains(r))
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "--sample-rate `{v}`: expected Hz from {MIN_RATE} to {MAX_RATE}"
+                    ))
+                })?,
         ),
     };
-    let mut d = decode(path)?;
+    // Decode only as far as the span asked for (plus what the resampler reads past its end).
+    let d = decode_until(path, |from| {
+        let end = offset + seconds?;
+        let to = target_rate.unwrap_or(from);
+        Some(
+            ((end * from as f64).ceil() as usize)
+                .saturating_add(crate::resample::reach_frames(from, to) + 1),
+        )
+    })?;
     // A file cut short is an error unless the span asked for ends before the cut.
     let mut notes = Vec::new();
     if let Some(declared) = d.truncated() {
@@ -191,30 +221,30 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Signal> {
             }
         }
     }
-    if let Some(to) = target_rate {
-        d.samples = crate::resample::resample(&d.samples, d.channels, d.sample_rate, to);
-        d.sample_rate = to;
-    }
-    let rate = d.sample_rate as f64;
+    let from = d.sample_rate;
+    let to = target_rate.unwrap_or(from);
+    let rate = to as f64;
+    let total = crate::resample::output_frames(d.frames(), from, to);
     let start = (offset * rate).round() as usize;
-    if start >= d.frames() {
+    if start >= total {
         return Err(Error::input(
             path,
             format!(
                 "--offset {offset} s is past the end ({:.3} s long)",
-                d.frames() as f64 / rate
+                d.frames() as f64 / from as f64
             ),
         ));
     }
     let end = match seconds {
-        Some(s) => (start + (s * rate).round() as usize).min(d.frames()),
-        None => d.frames(),
+        Some(s) => start.saturating_add((s * rate).round() as usize).min(total),
+        None => total,
     };
     if end <= start {
         return Err(Error::input(path, "the selected span holds no samples"));
     }
+    let span = crate::resample::resample_span(&d.samples, d.channels, from, to, start..end);
     let c = d.channels;
-    let frames = &d.samples[start * c..end * c];
+    let frames = &span[..];
     let (channels, data): (usize, Vec<f32>) = if keep || c == 1 {
         (
             c,
@@ -232,7 +262,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Signal> {
         (1, mixed)
     };
     let mut extra = serde_json::Map::new();
-    extra.insert("sample_rate".into(), d.sample_rate.into());
+    extra.insert("sample_rate".into(), to.into());
     extra.insert("source_channels".into(), c.into());
     extra.insert("float".into(), float.into());
     let mut signal = Signal::new(

@@ -9,21 +9,59 @@ const ROLL_OFF: f64 = 0.95;
 
 /// Resample `channels`-interleaved `input` from `from` Hz to `to` Hz.
 pub fn resample(input: &[f32], channels: usize, from: u32, to: u32) -> Vec<f32> {
-    if from == to || input.is_empty() {
-        return input.to_vec();
+    let frames = input.len() / channels.max(1);
+    resample_span(
+        input,
+        channels,
+        from,
+        to,
+        0..output_frames(frames, from, to),
+    )
+}
+
+/// Frames `frames` input frames at `from` Hz become at `to` Hz.
+pub fn output_frames(frames: usize, from: u32, to: u32) -> usize {
+    if from == to {
+        return frames;
     }
-    let frames = input.len() / channels;
+    ((frames as f64) * to as f64 / from as f64).round().max(1.0) as usize
+}
+
+/// Input frames the filter reads on each side of an output instant: decoding may stop this far
+/// past the last instant wanted and resample exactly as if it had read everything.
+pub fn reach_frames(from: u32, to: u32) -> usize {
+    if from == to {
+        return 0;
+    }
     let ratio = to as f64 / from as f64;
-    let out_frames = ((frames as f64) * ratio).round().max(1.0) as usize;
+    (ZERO_CROSSINGS / (ROLL_OFF * ratio.min(1.0))).ceil() as usize + 1
+}
+
+/// Output frames `span` (at `to` Hz, counted from the input's first frame) of the resampled
+/// signal: the same values as `resample(..)[span]`, at the cost of the span alone.
+pub fn resample_span(
+    input: &[f32],
+    channels: usize,
+    from: u32,
+    to: u32,
+    span: std::ops::Range<usize>,
+) -> Vec<f32> {
+    let frames = input.len() / channels.max(1);
+    if from == to || frames == 0 {
+        let end = span.end.min(frames);
+        let start = span.start.min(end);
+        return input[start * channels..end * channels].to_vec();
+    }
+    let ratio = to as f64 / from as f64;
     // Cut-off in cycles per input sample (input Nyquist = 0.5).
     let fc = 0.5 * ROLL_OFF * ratio.min(1.0);
     let half = ZERO_CROSSINGS / (2.0 * fc);
-    let mut out = vec![0f32; out_frames * channels];
+    let mut out = vec![0f32; span.len() * channels];
     let mut taps: Vec<f64> = Vec::new();
-    for j in 0..out_frames {
+    for (o, j) in span.enumerate() {
         let t = j as f64 / ratio;
         let lo = ((t - half).ceil().max(0.0)) as usize;
-        let hi = ((t + half).floor() as usize).min(frames - 1);
+        let hi = ((t + half).floor().max(0.0) as usize).min(frames - 1);
         taps.clear();
         let mut gain = 0.0;
         for k in lo..=hi {
@@ -47,7 +85,11 @@ pub fn resample(input: &[f32], channels: usize, from: u32, to: u32) -> Vec<f32> 
             for (i, &h) in taps.iter().enumerate() {
                 acc += h * input[(lo + i) * channels + c] as f64;
             }
-            out[j * channels + c] = (acc / gain) as f32;
+            out[o * channels + c] = if gain != 0.0 {
+                (acc / gain) as f32
+            } else {
+                0.0
+            };
         }
     }
     out
@@ -92,6 +134,25 @@ mod tests {
             / (y.len() - 2 * margin) as f32)
             .sqrt();
         assert!(rms < 5e-3, "aliased energy: rms {rms}");
+    }
+
+    #[test]
+    fn a_span_equals_the_same_frames_of_the_whole_and_needs_only_its_reach() {
+        for (from, to) in [(44_100, 16_000), (16_000, 44_100), (48_000, 1_000)] {
+            let mut x = tone(from, 310.0, from as usize / 4);
+            for (i, v) in x.iter_mut().enumerate() {
+                *v += 0.3 * ((i * 7919 % 101) as f32 / 101.0 - 0.5);
+            }
+            let whole = resample(&x, 1, from, to);
+            assert_eq!(whole.len(), output_frames(x.len(), from, to));
+            let n = whole.len();
+            let span = n / 3..n / 3 + n / 5;
+            // Input read only up to the reach past the span's last instant.
+            let last = ((span.end - 1) as f64 * from as f64 / to as f64).ceil() as usize;
+            let input = &x[..(last + reach_frames(from, to)).min(x.len())];
+            let part = resample_span(input, 1, from, to, span.clone());
+            assert_eq!(part, whole[span], "{from}->{to}");
+        }
     }
 
     #[test]

@@ -34,6 +34,43 @@ fn write_tone(path: &Path, rate: u32, frames: usize, channels: usize, float: boo
 }
 
 #[test]
+fn a_span_resampled_equals_the_same_span_of_the_whole_file_resampled() {
+    // Decoding stops soon after the span; the samples are those of resampling everything.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("long.wav");
+    write_tone(&p, 8000, 80_000, 2, true);
+    let opts = |pairs: &[(&str, &str)]| -> LoadOptions {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    for rate in ["8000", "3000", "11025"] {
+        let whole = load(&p, &opts(&[("sample_rate", rate), ("channels", "keep")])).unwrap();
+        let pairs = [
+            ("sample_rate", rate),
+            ("channels", "keep"),
+            ("offset", "1.25"),
+            ("seconds", "0.5"),
+        ];
+        let part = load(&p, &opts(&pairs)).unwrap();
+        let r: usize = rate.parse().unwrap();
+        let (start, len) = (
+            (1.25 * r as f64).round() as usize,
+            (0.5 * r as f64).round() as usize,
+        );
+        assert_eq!(part.info.shape, vec![len], "{rate}");
+        for i in 0..len * 2 {
+            assert_eq!(
+                part.data.get(i),
+                whole.data.get(start * 2 + i),
+                "{rate} at {i}"
+            );
+        }
+    }
+}
+
+#[test]
 fn wav_round_trip_pcm16_and_float() {
     let dir = tempfile::tempdir().unwrap();
     for float in [false, true] {
@@ -77,7 +114,15 @@ fn offset_seconds_and_channels() {
         (vec![("channels", "both")], "mix or keep"),
         (vec![("seconds", "-1")], "seconds"),
         (vec![("speed", "2")], "does not apply"),
+        (vec![("sample_rate", "0")], "--sample-rate"),
+        (vec![("sample_rate", "3000000000")], "--sample-rate"),
+        (vec![("seconds", "1e300"), ("offset", "1")], ""),
     ] {
+        if needle.is_empty() {
+            // An absurd span is clamped to the file, never an overflow.
+            assert_eq!(load(&p, &opts(&pairs)).unwrap().info.shape, vec![2000]);
+            continue;
+        }
         let e = load(&p, &opts(&pairs)).err().unwrap().to_string();
         assert!(e.contains(needle), "{pairs:?}: {e}");
     }
@@ -111,10 +156,14 @@ fn bad_files_get_clear_errors() {
     let mut opts = LoadOptions::new();
     opts.insert("seconds".into(), "3".into());
     assert!(load(&d.join("half.wav"), &opts).is_err());
-    // ...but a span inside what it holds loads, with a note saying the file is cut.
+    // ...but a span inside what it holds loads (decoding stops before the cut)...
     opts.insert("seconds".into(), "2".into());
     let s = load(&d.join("half.wav"), &opts).unwrap();
     assert_eq!(s.info.shape, vec![16000]);
+    // ...and one ending just before the cut, where the file's end is reached, loads with a note.
+    opts.insert("seconds".into(), "2.5".into());
+    let s = load(&d.join("half.wav"), &opts).unwrap();
+    assert_eq!(s.info.shape, vec![20000]);
     assert!(
         s.notes.iter().any(|n| n.contains("truncated")),
         "{:?}",
