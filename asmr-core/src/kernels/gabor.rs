@@ -1,13 +1,13 @@
-//! WIRE's complex Gabor activation `exp(i w0 z - |s0 z|^2)` as one fused op with its backward.
-//! A complex tensor is `[n, 2h]`: real parts in the first `h` columns, imaginary in the last `h`.
-//! For `z = a + ib` the activation is `E (cos(w0 a) + i sin(w0 a))` with
-//! `E = exp(-w0 b - s0^2 (a^2 + b^2))`. Done with candle's ops it is a dozen passes over `[n, h]`
-//! each way; here it is one.
+//! WIRE's complex Gabor activation `exp(i w0 z - |s0 z|^2)`, with the layer's bias added inside,
+//! as one fused op with its backward. A complex tensor is `[n, 2h]`: real parts in the first `h`
+//! columns, imaginary in the last `h`. For `z = a + ib` the activation is
+//! `E (cos(w0 a) + i sin(w0 a))` with `E = exp(-w0 b - s0^2 (a^2 + b^2))`. Done with candle's ops
+//! it is a dozen passes over `[n, h]` each way, and the bias add one more tensor; here it is one.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::sine::sin_cos;
-use super::{cpu_f32, par_rows};
+use super::{cpu_f32, par_rows, rows_and_bias};
 
 #[derive(Debug, Clone, Copy)]
 struct Gabor {
@@ -18,12 +18,25 @@ struct Gabor {
 }
 
 impl Gabor {
-    fn widths(&self, cols: usize) -> (usize, usize) {
+    /// Complex width `h` of an input of `cols` columns.
+    fn width(&self, cols: usize) -> usize {
         if self.real_input {
-            (cols, cols)
+            cols
         } else {
-            (cols, cols / 2)
+            cols / 2
         }
+    }
+
+    /// `(a, b)` of column `j` of a row (the bias added).
+    #[inline]
+    fn input(&self, z: &[f32], bias: &[f32], h: usize, j: usize) -> (f32, f32) {
+        let a = z[j] + bias[j];
+        let b = if self.real_input {
+            0.0
+        } else {
+            z[h + j] + bias[h + j]
+        };
+        (a, b)
     }
 
     /// `(E, cos, sin)` at `(a, b)`.
@@ -36,42 +49,9 @@ impl Gabor {
     }
 }
 
-impl CustomOp1 for Gabor {
+impl CustomOp2 for Gabor {
     fn name(&self) -> &'static str {
-        "asmr-gabor"
-    }
-
-    fn cpu_fwd(&self, st: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let z = cpu_f32(st, l, "gabor")?;
-        let (n, cols) = l.shape().dims2()?;
-        let (_, h) = self.widths(cols);
-        let mut out = vec![0f32; n * 2 * h];
-        par_rows(n, 2 * h, n * h * 8, &mut out, |rows, part| {
-            for (local, i) in rows.enumerate() {
-                let zr = &z[i * cols..(i + 1) * cols];
-                let o = &mut part[local * 2 * h..(local + 1) * 2 * h];
-                for j in 0..h {
-                    let b = if self.real_input { 0.0 } else { zr[h + j] };
-                    let (e, c, s) = self.parts(zr[j], b);
-                    o[j] = e * c;
-                    o[h + j] = e * s;
-                }
-            }
-        });
-        Ok((CpuStorage::F32(out), Shape::from((n, 2 * h))))
-    }
-
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let g = grad.contiguous()?;
-        Ok(Some(arg.apply_op2_no_bwd(&g, &GaborBwd(*self))?))
-    }
-}
-
-struct GaborBwd(Gabor);
-
-impl CustomOp2 for GaborBwd {
-    fn name(&self) -> &'static str {
-        "asmr-gabor-bwd"
+        "asmr-gabor-bias"
     }
 
     fn cpu_fwd(
@@ -81,11 +61,67 @@ impl CustomOp2 for GaborBwd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
+        let what = "gabor with bias";
+        let (n, cols) = rows_and_bias(l1, l2, what)?;
+        let (z, bias) = (cpu_f32(s1, l1, what)?, cpu_f32(s2, l2, what)?);
+        let h = self.width(cols);
+        let mut out = vec![0f32; n * 2 * h];
+        par_rows(n, 2 * h, n * h * 8, &mut out, |rows, part| {
+            for (local, i) in rows.enumerate() {
+                let zr = &z[i * cols..(i + 1) * cols];
+                let o = &mut part[local * 2 * h..(local + 1) * 2 * h];
+                for j in 0..h {
+                    let (a, b) = self.input(zr, bias, h, j);
+                    let (e, c, s) = self.parts(a, b);
+                    o[j] = e * c;
+                    o[h + j] = e * s;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((n, 2 * h))))
+    }
+
+    fn bwd(
+        &self,
+        z: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let gz = z.apply_op3_no_bwd(bias, &grad.contiguous()?, &GaborBwd(*self))?;
+        let gb = gz.sum(0)?;
+        Ok((Some(gz), Some(gb)))
+    }
+}
+
+struct GaborBwd(Gabor);
+
+impl CustomOp3 for GaborBwd {
+    fn name(&self) -> &'static str {
+        "asmr-gabor-bias-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let op = self.0;
-        let z = cpu_f32(s1, l1, "gabor backward")?;
-        let g = cpu_f32(s2, l2, "gabor backward")?;
-        let (n, cols) = l1.shape().dims2()?;
-        let (_, h) = op.widths(cols);
+        let what = "gabor with bias backward";
+        let (n, cols) = rows_and_bias(l1, l2, what)?;
+        let (z, bias, g) = (
+            cpu_f32(s1, l1, what)?,
+            cpu_f32(s2, l2, what)?,
+            cpu_f32(s3, l3, what)?,
+        );
+        let h = op.width(cols);
+        if g.len() != n * 2 * h {
+            candle_core::bail!("{what}: gradient has the wrong size");
+        }
         let sq = op.sigma0 * op.sigma0;
         let mut out = vec![0f32; n * cols];
         par_rows(n, cols, n * h * 12, &mut out, |rows, part| {
@@ -94,8 +130,7 @@ impl CustomOp2 for GaborBwd {
                 let gr = &g[i * 2 * h..(i + 1) * 2 * h];
                 let o = &mut part[local * cols..(local + 1) * cols];
                 for j in 0..h {
-                    let a = zr[j];
-                    let b = if op.real_input { 0.0 } else { zr[h + j] };
+                    let (a, b) = op.input(zr, bias, h, j);
                     let (e, c, s) = op.parts(a, b);
                     let (g_re, g_im) = (gr[j], gr[h + j]);
                     // d/da and d/db of E; then the chain rule through E cos and E sin.
@@ -112,17 +147,28 @@ impl CustomOp2 for GaborBwd {
     }
 }
 
-/// The activation of `z` (`[n, 2h]` complex, or `[n, h]` real when `real_input`), `[n, 2h]`:
-/// the fused kernel on the CPU for f32, candle's own ops elsewhere.
-pub fn complex_gabor(z: &Tensor, omega0: f64, sigma0: f64, real_input: bool) -> Result<Tensor> {
-    if super::enabled() && z.device().is_cpu() && z.dtype() == candle_core::DType::F32 {
-        z.contiguous()?.apply_op1(Gabor {
-            omega0: omega0 as f32,
-            sigma0: sigma0 as f32,
-            real_input,
-        })
+/// The activation of `z + bias` (`z`: `[n, 2h]` complex, or `[n, h]` real when `real_input`;
+/// `bias`: one value per column), `[n, 2h]`: the fused kernel on the CPU for f32, candle's own ops
+/// elsewhere.
+pub fn complex_gabor(
+    z: &Tensor,
+    bias: &Tensor,
+    omega0: f64,
+    sigma0: f64,
+    real_input: bool,
+) -> Result<Tensor> {
+    let f32 = z.dtype() == candle_core::DType::F32 && bias.dtype() == candle_core::DType::F32;
+    if super::enabled() && z.device().is_cpu() && f32 && z.rank() == 2 {
+        z.contiguous()?.apply_op2(
+            &bias.contiguous()?,
+            Gabor {
+                omega0: omega0 as f32,
+                sigma0: sigma0 as f32,
+                real_input,
+            },
+        )
     } else {
-        complex_gabor_plain(z, omega0, sigma0, real_input)
+        complex_gabor_plain(&z.broadcast_add(bias)?, omega0, sigma0, real_input)
     }
 }
 
@@ -163,16 +209,24 @@ mod tests {
             let cols = if real { 37 } else { 74 };
             let z =
                 Var::from_tensor(&Tensor::randn(0f32, 0.05, (3000, cols), &dev).unwrap()).unwrap();
+            let bias = Var::from_tensor(&Tensor::randn(0f32, 0.05, cols, &dev).unwrap()).unwrap();
             let r = Tensor::randn(0f32, 1.0, (3000, 74), &dev).unwrap();
-            let a = complex_gabor(z.as_tensor(), 20.0, 20.0, real).unwrap();
-            let b = complex_gabor_plain(z.as_tensor(), 20.0, 20.0, real).unwrap();
+            let a = complex_gabor(z.as_tensor(), bias.as_tensor(), 20.0, 20.0, real).unwrap();
+            let zb = z.as_tensor().broadcast_add(bias.as_tensor()).unwrap();
+            let b = complex_gabor_plain(&zb, 20.0, 20.0, real).unwrap();
             let diff = crate::kernels::max_abs_diff;
             assert!(diff(&a, &b) < 1e-5, "{}", diff(&a, &b));
             let ga = (a * &r).unwrap().sum_all().unwrap().backward().unwrap();
             let gb = (b * &r).unwrap().sum_all().unwrap().backward().unwrap();
-            let (ga, gb) = (ga.get(&z).unwrap(), gb.get(&z).unwrap());
-            let scale: f32 = gb.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-            assert!(diff(ga, gb) < 1e-4 * scale.max(1.0), "{}", diff(ga, gb));
+            for v in [&z, &bias] {
+                let (ga, gb) = (ga.get(v).unwrap(), gb.get(v).unwrap());
+                let scale: f32 = gb.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+                assert!(diff(ga, gb) < 1e-4 * scale.max(1.0), "{}", diff(ga, gb));
+            }
         }
+        // A bias of the wrong length is an error, not a wrong answer.
+        let z = Tensor::zeros((4, 6), candle_core::DType::F32, &dev).unwrap();
+        let short = Tensor::zeros(5, candle_core::DType::F32, &dev).unwrap();
+        assert!(complex_gabor(&z, &short, 20.0, 20.0, false).is_err());
     }
 }

@@ -45,7 +45,8 @@ impl ComplexDense {
         })
     }
 
-    fn forward(&self, z: &Tensor) -> candle_core::Result<Tensor> {
+    /// `(Wr + iWi) z` without the bias, and the bias `[br | bi]`, which the activation adds.
+    fn forward_unbiased(&self, z: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let wr = self.re.weight().t()?;
         let wi = self.im.weight().t()?;
         let block = Tensor::cat(
@@ -59,7 +60,7 @@ impl ComplexDense {
             &[self.re.bias().expect("bias"), self.im.bias().expect("bias")],
             0,
         )?;
-        z.matmul(&block)?.broadcast_add(&bias)
+        Ok((z.matmul(&block)?, bias))
     }
 
     fn forward_real(&self, z: &Tensor) -> candle_core::Result<Tensor> {
@@ -139,9 +140,12 @@ impl Wire {
     fn forward_coords(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.layers {
             Layers::Complex { first, hidden, out } => {
-                let mut z = complex_gabor(&first.forward(x)?, self.omega0, self.sigma0, true)?;
+                let (w0, s0) = (self.omega0, self.sigma0);
+                let pre = x.matmul(&first.weight().t()?)?;
+                let mut z = complex_gabor(&pre, first.bias().expect("bias"), w0, s0, true)?;
                 for layer in hidden {
-                    z = complex_gabor(&layer.forward(&z)?, self.omega0, self.sigma0, false)?;
+                    let (pre, bias) = layer.forward_unbiased(&z)?;
+                    z = complex_gabor(&pre, &bias, w0, s0, false)?;
                 }
                 out.forward_real(&z)
             }
