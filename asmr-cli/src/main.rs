@@ -186,7 +186,8 @@ struct BenchArgs {
     shape: Vec<usize>,
     #[arg(long, default_value_t = 1)]
     channels: usize,
-    /// Models to time, in order: asmr, asmr-plain (fused kernels off), siren, or any baseline.
+    /// Models to time, in order: asmr, siren or any baseline; NAME-plain is NAME with the fused
+    /// CPU kernels off (candle's own ops, what other devices run).
     #[arg(long, value_delimiter = ',', default_value = "asmr,asmr-plain,siren")]
     models: Vec<String>,
     /// Preset giving the net config (layers, hidden, bases...).
@@ -670,14 +671,14 @@ fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// One case per model of a table (`asmr-plain`: ASMR without the fused kernels).
+/// One case per model of a table (`NAME-plain`: that model with the fused CPU kernels off).
 fn bench_cases(spec: &BenchSpec) -> Result<Vec<(String, asmr_core::bench::BenchCase)>> {
     spec.models
         .iter()
         .map(|name| {
-            let (model, fused) = match name.as_str() {
-                "asmr-plain" => ("asmr", false),
-                other => (other, true),
+            let (model, fused) = match name.strip_suffix("-plain") {
+                Some(model) => (model, false),
+                None => (name.as_str(), true),
             };
             let mut builder = ConfigBuilder::new();
             builder.merge_yaml(find_preset(&spec.preset)?.yaml, &spec.preset)?;

@@ -846,7 +846,7 @@ fn bench_times_every_model_and_checks_all_cases_first() {
     let mut args = common.to_vec();
     args.extend([
         "--models",
-        "asmr,asmr-plain,siren",
+        "asmr,asmr-plain,siren,siren-plain",
         "--set",
         "net.hidden=8",
         "--json",
@@ -858,7 +858,7 @@ fn bench_times_every_model_and_checks_all_cases_first() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let names: Vec<&str> = rows.iter().map(|r| r["model"].as_str().unwrap()).collect();
-    assert_eq!(names, ["asmr", "asmr (plain)", "siren"]);
+    assert_eq!(names, ["asmr", "asmr (plain)", "siren", "siren (plain)"]);
     for r in &rows {
         assert_eq!(r["samples_per_step"], 192);
         assert_eq!(r["shape"], serde_json::json!([16, 12]));
@@ -866,9 +866,14 @@ fn bench_times_every_model_and_checks_all_cases_first() {
         assert!(step > 0.0 && step.is_finite(), "{r}");
         assert!(r["peak_rss_bytes"].as_u64().unwrap() > 0);
     }
-    // ASMR and its plain path are one model: the same parameters and MACs.
-    assert_eq!(rows[0]["params"], rows[1]["params"]);
-    assert_eq!(rows[0]["macs_per_sample"], rows[1]["macs_per_sample"]);
+    // A model and its plain path are one model: the same parameters and MACs.
+    for (fused, plain) in [(0, 1), (2, 3)] {
+        assert_eq!(rows[fused]["params"], rows[plain]["params"]);
+        assert_eq!(
+            rows[fused]["macs_per_sample"],
+            rows[plain]["macs_per_sample"]
+        );
+    }
     // The table names the baseline column after the first model.
     let mut args = common.to_vec();
     args.extend(["--models", "siren,asmr", "--set", "net.hidden=8"]);

@@ -144,7 +144,7 @@ fn bench_inner(
         infer_seconds.push(t.elapsed().as_secs_f64());
         drop(out);
     }
-    let model = if case.fused || config.model != "asmr" {
+    let model = if case.fused {
         config.model.clone()
     } else {
         format!("{} (plain)", config.model)
