@@ -370,9 +370,13 @@ fn fit(args: FitArgs) -> Result<()> {
         ("data.resolution", &args.resolution),
         ("data.target", &args.target),
     ] {
-        if let Some(v) = value {
-            builder.set(key, v)?;
-        }
+        // Words (`--size 480x270`, `--channels keep`, `--target sdf`) stay strings as typed.
+        let word = ["data.size", "data.channels", "data.target"].contains(&key);
+        match value {
+            Some(v) if word => builder.set_string(key, v)?,
+            Some(v) => builder.set(key, v)?,
+            None => continue,
+        };
     }
     if args.float {
         builder.set("data.float", "true")?;

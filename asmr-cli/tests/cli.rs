@@ -787,6 +787,12 @@ fn shape_fits_renders_and_reports_surface_metrics() {
         "s",
         "-q",
     ];
+    // A word option is taken as typed: `0x1` is named, not read as the hexadecimal number 1.
+    fails(
+        &["fit", "shape", "ring.obj", "--target", "0x1", "--out", "t"],
+        dir.path(),
+        "`0x1` is neither sdf nor occupancy",
+    );
     let out = ok(&args, dir.path());
     assert!(out.contains("reconstruction.obj"), "{out}");
     let metrics: serde_json::Value = read_metrics(dir.path(), "s");

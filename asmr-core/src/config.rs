@@ -507,6 +507,16 @@ impl ConfigBuilder {
     pub fn set(&mut self, key: &str, value: &str) -> Result<&mut Self> {
         let parsed: Value = serde_yaml::from_str(value)
             .map_err(|e| Error::config(key, format!("`{value}` is not a valid value: {e}")))?;
+        self.set_value(key, parsed)
+    }
+
+    /// Overlay one key with a string taken as it is (a command-line option such as `--size
+    /// 0x5`, which YAML would read as the hexadecimal number 5).
+    pub fn set_string(&mut self, key: &str, value: &str) -> Result<&mut Self> {
+        self.set_value(key, Value::String(value.to_string()))
+    }
+
+    fn set_value(&mut self, key: &str, parsed: Value) -> Result<&mut Self> {
         let mut node = Value::Null;
         for part in key.split('.').rev() {
             let mut m = Mapping::new();

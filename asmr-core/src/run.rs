@@ -288,7 +288,8 @@ pub fn memory_budget(config: &Config, device: &Device) -> usize {
     }
 }
 
-fn physical_memory() -> Option<usize> {
+/// The machine's RAM in bytes (Linux `/proc/meminfo`), if it can be read.
+pub fn physical_memory() -> Option<usize> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -296,13 +297,18 @@ fn physical_memory() -> Option<usize> {
 }
 
 /// Rough memory of one full-grid training step: the activations kept for the backward and their
-/// gradients (about four `h`-wide f32 buffers per hidden resolution). For ASMR on the CPU the last
-/// level is fused with the output layer and stores nothing at full resolution.
+/// gradients (about four `h`-wide f32 buffers per hidden resolution), and per output value the
+/// target, prediction, loss terms and their gradients (about twelve f32 buffers) besides index
+/// maps per sample. For ASMR on the CPU the last level is fused with the output layer and stores
+/// nothing `h`-wide at full resolution. Calibrated on peak RSS of `bench` steps: 3-D ASMR 5 x 256
+/// on 20 x 500 x 500 and 20 x 1000 x 1000, 1 and 3 channels (0.5 to 4.0 GB), where 4 buffers per
+/// output value underestimated the peak 2.5 times (a 20 x 2000 x 2000 RGB clip then took 13.5 GB
+/// against a 12 GB budget).
 pub fn full_grid_bytes(built: &BuiltModel) -> usize {
     let net = &built.context.net;
     let n = built.context.num_samples();
     let per_point = 4 * net.hidden * 4;
-    let outputs = n * built.context.channels * 4 * 4;
+    let outputs = n * built.context.channels * 12 * 4 + n * 8;
     match built.model.grid() {
         Some(g) => {
             let last_full = if built.device.is_cpu() { 0 } else { 1 };

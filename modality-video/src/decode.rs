@@ -22,6 +22,10 @@ pub struct DecodeOptions {
     pub stride: usize,
     /// Scale every frame to this `(width, height)`.
     pub size: Option<(u32, u32)>,
+    /// Most bytes the kept frames may take (RGB24); `None`: a sixteenth of the machine's RAM.
+    /// Fitting holds several times the frames (the whole prediction as f32 for the metrics and the
+    /// strip, sampler indices, training buffers), so a clip past this would not fit anyway.
+    pub max_bytes: Option<usize>,
 }
 
 impl DecodeOptions {
@@ -150,6 +154,19 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Clip> {
 
     let mut state = FrameSink {
         opts,
+        max_bytes: opts
+            .max_bytes
+            .unwrap_or_else(|| asmr_core::run::physical_memory().map_or(1 << 30, |m| m / 16)),
+        // What the header promises, to refuse a clip too large before decoding all of it.
+        expected: {
+            let stride = opts.stride.max(1);
+            let available =
+                (declared > 0 && opts.start.is_none()).then(|| declared.div_ceil(stride));
+            match (opts.frames, available) {
+                (Some(n), Some(a)) => Some(n.min(a)),
+                (n, a) => n.or(a),
+            }
+        },
         start: start_ts,
         time_base,
         frame_period: f64::from(rate.invert()),
@@ -266,6 +283,9 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Clip> {
 /// RGB24 at the output size and appends them.
 struct FrameSink<'a> {
     opts: &'a DecodeOptions,
+    max_bytes: usize,
+    /// Frames the clip should give, when the header and options say.
+    expected: Option<usize>,
     start: Option<f64>,
     time_base: Rational,
     frame_period: f64,
@@ -321,7 +341,23 @@ impl FrameSink<'_> {
             Some((w, h)) => (w as u32, h as u32),
             None => self.opts.size.unwrap_or((fw, fh)),
         };
+        let frame_bytes = ow as usize * oh as usize * 3;
+        let frames = if self.size.is_none() {
+            self.expected.unwrap_or(1).max(1)
+        } else {
+            self.kept + 1
+        };
+        if frames.saturating_mul(frame_bytes) > self.max_bytes {
+            return Err(format!(
+                "{frames} frames of {ow}x{oh} take {:.2} GB as 8-bit RGB, more than the {:.2} GB a \
+                 fit on this machine can hold (fitting needs several times the frames): keep fewer \
+                 frames (--frames, --stride) or scale them down (--size)",
+                (frames as f64 * frame_bytes as f64) / 1e9,
+                self.max_bytes as f64 / 1e9
+            ));
+        }
         if self.size.is_none() {
+            self.rgb.reserve_exact(frames * frame_bytes);
             self.size = Some((ow as usize, oh as usize));
             self.source_size = (fw, fh);
             let sar = frame.aspect_ratio();

@@ -316,6 +316,22 @@ fn bad_input_is_named() {
     let e = input_error(&good, &[("start", "100")]);
     assert!(e.contains("no frames at or after 100"), "{e}");
 
+    // A clip too large to fit in memory is refused at its first frame, from what the header
+    // promises (12 frames of 32 x 32 RGB: 36,864 bytes); a cut that fits is decoded.
+    let mut o = DecodeOptions::from_options(&opts(&[])).unwrap();
+    o.max_bytes = Some(30_000);
+    let e = decode(&good, &o).unwrap_err().to_string();
+    assert!(
+        e.contains("12 frames of 32x32") && e.contains("--frames"),
+        "{e}"
+    );
+    o.frames = Some(9);
+    assert_eq!(decode(&good, &o).unwrap().frames, 9);
+    // Without a frame count in the header (Matroska) the running total is checked.
+    o.frames = None;
+    let e = decode(&mkv, &o).unwrap_err().to_string();
+    assert!(e.contains("10 frames of 32x32"), "{e}");
+
     // A WAV file: audio only.
     let wav = d.join("tone.wav");
     let rate = 8000u32;
