@@ -9,10 +9,13 @@ use image::{DynamicImage, ImageReader};
 
 /// Read a PNG or JPEG file as an image signal.
 pub fn load(path: &Path) -> Result<Signal> {
-    let reader = ImageReader::open(path)
-        .map_err(|e| Error::input(path, format!("cannot open: {e}")))?
-        .with_guessed_format()
-        .map_err(|e| Error::input(path, format!("cannot read: {e}")))?;
+    let open = || -> Result<ImageReader<std::io::BufReader<std::fs::File>>> {
+        ImageReader::open(path)
+            .map_err(|e| Error::input(path, format!("cannot open: {e}")))?
+            .with_guessed_format()
+            .map_err(|e| Error::input(path, format!("cannot read: {e}")))
+    };
+    let mut reader = open()?;
     match reader.format() {
         Some(image::ImageFormat::Png) | Some(image::ImageFormat::Jpeg) => {}
         Some(f) => {
@@ -23,6 +26,31 @@ pub fn load(path: &Path) -> Result<Signal> {
         }
         None => return Err(Error::input(path, "not a PNG or JPEG image")),
     }
+    // Decoding may take a sixteenth of the RAM (fitting needs several times the pixels); the
+    // header says how much a picture needs before any of it is decoded.
+    let allowed = asmr_core::run::physical_memory().map_or(1 << 30, |m| m / 16) as u64;
+    let (w, h, need) = {
+        use image::ImageDecoder;
+        let decoder = open()?
+            .into_decoder()
+            .map_err(|e| Error::input(path, format!("cannot decode image: {e}")))?;
+        let (w, h) = decoder.dimensions();
+        (w, h, decoder.total_bytes())
+    };
+    if need > allowed {
+        return Err(Error::input(
+            path,
+            format!(
+                "{w} x {h} pixels take {:.2} GB decoded, more than the {:.2} GB a fit on \
+                 this machine can hold; scale the image down first",
+                need as f64 / 1e9,
+                allowed as f64 / 1e9
+            ),
+        ));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(allowed.max(need));
+    reader.limits(limits);
     let img = reader
         .decode()
         .map_err(|e| Error::input(path, format!("cannot decode image: {e}")))?;

@@ -135,11 +135,19 @@ fn bad_files_get_clear_errors() {
     let bytes = std::fs::read(p.join("full.png")).unwrap();
     std::fs::write(p.join("cut.png"), &bytes[..bytes.len() / 2]).unwrap();
     save(&rgb, &p.join("pic.bmp"));
+    // A header claiming 200,000 x 200,000 RGB pixels (120 GB decoded) is refused before decoding.
+    let mut huge = bytes.clone();
+    huge[16..20].copy_from_slice(&200_000u32.to_be_bytes());
+    huge[20..24].copy_from_slice(&200_000u32.to_be_bytes());
+    let crc = crc32(&huge[12..29]);
+    huge[29..33].copy_from_slice(&crc.to_be_bytes());
+    std::fs::write(p.join("huge.png"), &huge).unwrap();
     for (name, expect) in [
         ("notes.txt", "not a PNG or JPEG"),
         ("empty.png", ""),
         ("cut.png", "decode"),
         ("pic.bmp", "not supported"),
+        ("huge.png", "200000 x 200000 pixels take 120.00 GB decoded"),
     ] {
         let e = load(&p.join(name))
             .err()
@@ -219,4 +227,20 @@ fn png_written_in_bands_equals_one_piece_and_unfinished_leaves_nothing() {
     }
     // Only the finished files remain, no temporaries.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+}
+
+/// The PNG chunk checksum (CRC-32, polynomial 0xEDB88320).
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
 }
