@@ -787,6 +787,30 @@ fn shape_fits_renders_and_reports_surface_metrics() {
         "s",
         "-q",
     ];
+    // A field larger than the input memory limit is refused before the mesh is voxelised.
+    let o = Command::new(env!("CARGO_BIN_EXE_asmr-cli"))
+        .args([
+            "fit",
+            "shape",
+            "ring.obj",
+            "--resolution",
+            "64",
+            "--out",
+            "t",
+        ])
+        .env("ASMR_INPUT_LIMIT_GB", "0.0005")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("a 64^3 field takes 1.0 MB, more than the 0.5 MB"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--resolution") && !dir.path().join("t").exists(),
+        "{err}"
+    );
     // A word option is taken as typed: `0x1` is named, not read as the hexadecimal number 1.
     fails(
         &["fit", "shape", "ring.obj", "--target", "0x1", "--out", "t"],

@@ -288,6 +288,44 @@ pub fn memory_budget(config: &Config, device: &Device) -> usize {
     }
 }
 
+/// The most bytes a loaded signal may take in its stored form (8/16-bit or f32): a sixteenth of the
+/// RAM, since a fit holds several times the signal (the whole prediction as f32 for the metrics,
+/// sampler indices, training buffers), or `ASMR_INPUT_LIMIT_GB`. Loaders check it from a file's
+/// header, before decoding.
+pub fn input_memory_limit() -> usize {
+    let set = std::env::var("ASMR_INPUT_LIMIT_GB")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|g| g.is_finite() && *g > 0.0);
+    match set {
+        Some(gb) => (gb * GIB) as usize,
+        None => physical_memory().map_or(1 << 30, |m| m / 16),
+    }
+}
+
+/// The error line of an input that would take `need` bytes against `limit` (see
+/// [`input_memory_limit`]), or `None` when it fits. `what` names the input (`"a 64^3 field"`),
+/// `fix` says what to change.
+pub fn input_too_large(what: &str, need: usize, limit: usize, fix: &str) -> Option<String> {
+    (need > limit).then(|| {
+        format!(
+            "{what} takes {}, more than the {} a fit on this machine can hold (a sixteenth of the \
+             RAM; ASMR_INPUT_LIMIT_GB sets it): {fix}",
+            format_bytes(need),
+            format_bytes(limit)
+        )
+    })
+}
+
+/// `8.4 MB`, `4.29 GB`.
+pub fn format_bytes(n: usize) -> String {
+    if n >= 1_000_000_000 {
+        format!("{:.2} GB", n as f64 / 1e9)
+    } else {
+        format!("{:.1} MB", n as f64 / 1e6)
+    }
+}
+
 /// The machine's RAM in bytes (Linux `/proc/meminfo`), if it can be read.
 pub fn physical_memory() -> Option<usize> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;

@@ -26,9 +26,8 @@ pub fn load(path: &Path) -> Result<Signal> {
         }
         None => return Err(Error::input(path, "not a PNG or JPEG image")),
     }
-    // Decoding may take a sixteenth of the RAM (fitting needs several times the pixels); the
-    // header says how much a picture needs before any of it is decoded.
-    let allowed = asmr_core::run::physical_memory().map_or(1 << 30, |m| m / 16) as u64;
+    // The header says how much a picture needs before any of it is decoded.
+    let allowed = asmr_core::run::input_memory_limit() as u64;
     let (w, h, need) = {
         use image::ImageDecoder;
         let decoder = open()?
@@ -37,16 +36,10 @@ pub fn load(path: &Path) -> Result<Signal> {
         let (w, h) = decoder.dimensions();
         (w, h, decoder.total_bytes())
     };
-    if need > allowed {
-        return Err(Error::input(
-            path,
-            format!(
-                "{w} x {h} pixels take {:.2} GB decoded, more than the {:.2} GB a fit on \
-                 this machine can hold; scale the image down first",
-                need as f64 / 1e9,
-                allowed as f64 / 1e9
-            ),
-        ));
+    let what = format!("a {w} x {h} picture decoded");
+    let fix = "scale it down first";
+    if let Some(m) = asmr_core::run::input_too_large(&what, need as usize, allowed as usize, fix) {
+        return Err(Error::input(path, m));
     }
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(allowed.max(need));

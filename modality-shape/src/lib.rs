@@ -107,6 +107,15 @@ pub fn signal_from_mesh(mesh: &Mesh, opts: FieldOptions, source: &str) -> Result
 
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Signal> {
     let opts = FieldOptions::from_options(options)?;
+    // The field is R^3 f32 values (and about twice that while it is computed).
+    let r = opts.resolution;
+    let limit = asmr_core::run::input_memory_limit();
+    let what = format!("a {r}^3 field");
+    if let Some(m) =
+        asmr_core::run::input_too_large(&what, r * r * r * 4, limit, "use a lower --resolution")
+    {
+        return Err(Error::config("data.resolution", m));
+    }
     let mesh = load_obj(path)?;
     signal_from_mesh(&mesh, opts, &path.display().to_string())
 }

@@ -22,9 +22,7 @@ pub struct DecodeOptions {
     pub stride: usize,
     /// Scale every frame to this `(width, height)`.
     pub size: Option<(u32, u32)>,
-    /// Most bytes the kept frames may take (RGB24); `None`: a sixteenth of the machine's RAM.
-    /// Fitting holds several times the frames (the whole prediction as f32 for the metrics and the
-    /// strip, sampler indices, training buffers), so a clip past this would not fit anyway.
+    /// Most bytes the kept frames may take (RGB24); `None`: `asmr_core::run::input_memory_limit`.
     pub max_bytes: Option<usize>,
 }
 
@@ -156,7 +154,7 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Clip> {
         opts,
         max_bytes: opts
             .max_bytes
-            .unwrap_or_else(|| asmr_core::run::physical_memory().map_or(1 << 30, |m| m / 16)),
+            .unwrap_or_else(asmr_core::run::input_memory_limit),
         // What the header promises, to refuse a clip too large before decoding all of it.
         expected: {
             let stride = opts.stride.max(1);
@@ -347,14 +345,11 @@ impl FrameSink<'_> {
         } else {
             self.kept + 1
         };
-        if frames.saturating_mul(frame_bytes) > self.max_bytes {
-            return Err(format!(
-                "{frames} frames of {ow}x{oh} take {:.2} GB as 8-bit RGB, more than the {:.2} GB a \
-                 fit on this machine can hold (fitting needs several times the frames): keep fewer \
-                 frames (--frames, --stride) or scale them down (--size)",
-                (frames as f64 * frame_bytes as f64) / 1e9,
-                self.max_bytes as f64 / 1e9
-            ));
+        let what = format!("{frames} frames of {ow}x{oh} (8-bit RGB)");
+        let fix = "keep fewer frames (--frames, --stride) or scale them down (--size)";
+        let need = frames.saturating_mul(frame_bytes);
+        if let Some(m) = asmr_core::run::input_too_large(&what, need, self.max_bytes, fix) {
+            return Err(m);
         }
         if self.size.is_none() {
             self.rgb.reserve_exact(frames * frame_bytes);
