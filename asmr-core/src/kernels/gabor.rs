@@ -62,8 +62,7 @@ impl CustomOp2 for Gabor {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let what = "gabor with bias";
-        let (n, cols) = rows_and_bias(l1, l2, what)?;
-        let (z, bias) = (cpu_f32(s1, l1, what)?, cpu_f32(s2, l2, what)?);
+        let (n, cols, z, bias) = rows_and_bias((s1, l1), (s2, l2), what)?;
         let h = self.width(cols);
         let mut out = vec![0f32; n * 2 * h];
         par_rows(n, 2 * h, n * h * 8, &mut out, |rows, part| {
@@ -112,12 +111,8 @@ impl CustomOp3 for GaborBwd {
     ) -> Result<(CpuStorage, Shape)> {
         let op = self.0;
         let what = "gabor with bias backward";
-        let (n, cols) = rows_and_bias(l1, l2, what)?;
-        let (z, bias, g) = (
-            cpu_f32(s1, l1, what)?,
-            cpu_f32(s2, l2, what)?,
-            cpu_f32(s3, l3, what)?,
-        );
+        let (n, cols, z, bias) = rows_and_bias((s1, l1), (s2, l2), what)?;
+        let g = cpu_f32(s3, l3, what)?;
         let h = op.width(cols);
         if g.len() != n * 2 * h {
             candle_core::bail!("{what}: gradient has the wrong size");

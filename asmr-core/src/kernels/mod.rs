@@ -91,17 +91,18 @@ pub(crate) fn add_into(total: &mut [f32], part: &[f32]) {
     }
 }
 
-/// `(n, h)` of rows `x: [n, h]` and a bias `b: [h]` for a layer op named `what`.
-pub(crate) fn rows_and_bias(
-    x: &candle_core::Layout,
-    b: &candle_core::Layout,
+/// `(n, h, x, b)` of the CPU operands rows `x: [n, h]` and a bias `b: [h]` of a layer op named
+/// `what`: the shapes checked against each other, the data contiguous f32.
+pub(crate) fn rows_and_bias<'a>(
+    x: (&'a candle_core::CpuStorage, &candle_core::Layout),
+    b: (&'a candle_core::CpuStorage, &candle_core::Layout),
     what: &str,
-) -> candle_core::Result<(usize, usize)> {
-    let (n, h) = x.shape().dims2()?;
-    if b.shape().dims() != [h] {
-        candle_core::bail!("{what}: rows of {h}, bias of shape {:?}", b.shape());
+) -> candle_core::Result<(usize, usize, &'a [f32], &'a [f32])> {
+    let (n, h) = x.1.shape().dims2()?;
+    if b.1.shape().dims() != [h] {
+        candle_core::bail!("{what}: rows of {h}, bias of shape {:?}", b.1.shape());
     }
-    Ok((n, h))
+    Ok((n, h, cpu_f32(x.0, x.1, what)?, cpu_f32(b.0, b.1, what)?))
 }
 
 /// Fill `out` (`n` rows of `width` values) in parallel: `f(rows, part)` writes rows `rows` into

@@ -30,11 +30,7 @@ impl CustomOp2 for ReluBias {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, h) = rows_and_bias(l1, l2, "relu with bias")?;
-        let (x, b) = (
-            cpu_f32(s1, l1, "relu with bias")?,
-            cpu_f32(s2, l2, "relu with bias")?,
-        );
+        let (n, h, x, b) = rows_and_bias((s1, l1), (s2, l2), "relu with bias")?;
         let mut out = vec![0f32; n * h];
         par_rows(n, h, n * h, &mut out, |r, o| {
             let xs = &x[r.start * h..r.end * h];

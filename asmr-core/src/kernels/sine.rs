@@ -221,11 +221,7 @@ impl CustomOp2 for SineBias {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, h) = rows_and_bias(l1, l2, "sine with bias")?;
-        let (x, b) = (
-            cpu_f32(s1, l1, "sine with bias")?,
-            cpu_f32(s2, l2, "sine with bias")?,
-        );
+        let (n, h, x, b) = rows_and_bias((s1, l1), (s2, l2), "sine with bias")?;
         let mut out = vec![0f32; n * h];
         par_rows(n, h, n * h, &mut out, |r, o| {
             sine_bias_rows(&x[r.start * h..r.end * h], b, o, self.w0)
@@ -264,13 +260,9 @@ impl CustomOp3 for SineBiasBwd {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, h) = rows_and_bias(l1, l2, "sine with bias backward")?;
         let what = "sine with bias backward";
-        let (x, b, g) = (
-            cpu_f32(s1, l1, what)?,
-            cpu_f32(s2, l2, what)?,
-            cpu_f32(s3, l3, what)?,
-        );
+        let (n, h, x, b) = rows_and_bias((s1, l1), (s2, l2), what)?;
+        let g = cpu_f32(s3, l3, what)?;
         if g.len() != n * h {
             candle_core::bail!("{what}: gradient has the wrong size");
         }
