@@ -5,11 +5,15 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use asmr_core::candle_core::Device;
-use asmr_core::config::ConfigBuilder;
+use asmr_core::config::{assemble, Base, Layers, OptionKind};
 use asmr_core::models::{find_model, models, ModelContext};
-use asmr_core::registry::{find_modality, find_preset, modalities, presets};
+use asmr_core::registry::{find_modality, modalities, presets};
 use asmr_core::{checkpoint, run, Bases, Config};
-use clap::{Args, Parser, Subcommand};
+use clap::error::{ContextKind, ErrorKind};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+mod options;
+mod progress;
 
 // Plugin crates register through `inventory`; naming them keeps the linker from dropping them.
 use modality_audio as _;
@@ -31,7 +35,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Fit a model to a signal and write a run folder.
+    /// Fit a model to a signal and write a run folder (`fit MODALITY --help` lists its options).
     Fit(Box<FitArgs>),
     /// Render the signal a checkpoint holds (activation-sharing forward) to a file.
     Render {
@@ -45,12 +49,18 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         region: Option<Vec<usize>>,
     },
-    /// MACs per sample and parameters of a model on a signal shape (SPEC §4).
+    /// MACs per sample and parameters of a model on a signal shape (docs/method.md, "Cost").
     Profile(ProfileArgs),
     /// Time training steps and full-grid inference of several models on one signal shape.
     Bench(BenchArgs),
     /// Registered modalities, models and presets.
     List,
+    /// Every configuration key with its default and what it means (a modality's `data` keys
+    /// with a modality named).
+    Config {
+        /// Modality whose `data` section to include.
+        modality: Option<String>,
+    },
     /// What a checkpoint holds.
     Info { checkpoint: PathBuf },
 }
@@ -61,47 +71,6 @@ struct FitArgs {
     modality: String,
     /// Input file; without it the modality's built-in example is fitted.
     input: Option<PathBuf>,
-    /// Audio: start this many seconds into the recording.
-    #[arg(long)]
-    offset: Option<String>,
-    /// Audio: keep this many seconds.
-    #[arg(long)]
-    seconds: Option<String>,
-    /// Audio: resample to this rate (Hz), band-limited.
-    #[arg(long)]
-    sample_rate: Option<String>,
-    /// Audio: `mix` channels to mono (default) or `keep` each as an output.
-    #[arg(long)]
-    channels: Option<String>,
-    /// Audio: write the reconstruction as 32-bit float WAV (16-bit PCM otherwise).
-    #[arg(long)]
-    float: bool,
-    /// Video: seconds into the clip of the first frame kept.
-    #[arg(long)]
-    start: Option<String>,
-    /// Video: frames to keep (after --stride).
-    #[arg(long)]
-    frames: Option<String>,
-    /// Video: keep every K-th frame.
-    #[arg(long)]
-    stride: Option<String>,
-    /// Video: scale frames to WxH (Lanczos), e.g. 480x270.
-    #[arg(long)]
-    size: Option<String>,
-    /// Stop after this many seconds of training (the schedule still spans --iterations);
-    /// --set train.time_limit=S.
-    #[arg(long, value_name = "SECONDS")]
-    time_limit: Option<f64>,
-    /// Shape: voxels per axis of the field (default 128).
-    #[arg(long)]
-    resolution: Option<String>,
-    /// Shape: `sdf` (truncated signed distance, default) or `occupancy`.
-    #[arg(long)]
-    target: Option<String>,
-    /// Full-grid steps estimated above this many GiB train on minibatches instead
-    /// (default half the RAM; on a GPU 80% of its memory); --set train.max_memory_gb=G.
-    #[arg(long, value_name = "GIB")]
-    max_memory: Option<f64>,
     /// Model name (asmr, siren, ...); overrides the preset's `model`.
     #[arg(long)]
     model: Option<String>,
@@ -114,21 +83,6 @@ struct FitArgs {
     /// Override one key, e.g. --set net.hidden=128 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Shorthand for --set train.iterations=N.
-    #[arg(long)]
-    iterations: Option<usize>,
-    /// Shorthand for --set train.seed=S.
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Minibatch training with N samples per batch (uniform grid sampler); --set train.batch=N.
-    #[arg(long)]
-    batch: Option<usize>,
-    /// Minibatch mode: passes over the signal; --set train.epochs=N.
-    #[arg(long)]
-    epochs: Option<usize>,
-    /// Minibatch mode: evaluate the whole signal every N epochs; --set train.eval_every=N.
-    #[arg(long)]
-    eval_every: Option<usize>,
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -236,10 +190,42 @@ fn report(e: &anyhow::Error) -> String {
     line
 }
 
+/// Flags of `fit` that take no value (the command-line scan for the modality skips the value of
+/// every other flag).
+fn fit_switches() -> Vec<&'static str> {
+    let mut s = vec!["quiet", "overwrite", "help"];
+    for m in modalities() {
+        s.extend(
+            m.config
+                .options
+                .iter()
+                .filter(|o| o.kind == OptionKind::Switch)
+                .map(|o| o.flag),
+        );
+    }
+    s
+}
+
 fn real_main() -> Result<()> {
     asmr_core::kernels::keep_freed_memory();
-    match Cli::parse().command {
-        Command::Fit(args) => fit(*args),
+    let argv: Vec<String> = std::env::args().collect();
+    let modality = options::modality_in(&argv, &fit_switches());
+    let generated = options::fit_options(modality);
+    let command = Cli::command().mut_subcommand("fit", |c| c.args(options::args(&generated)));
+    let matches = match command.try_get_matches_from(&argv) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::UnknownArgument => bail!(unknown_option(&e, modality)),
+        Err(e) => e.exit(),
+    };
+    let cli = Cli::from_arg_matches(&matches)?;
+    match cli.command {
+        Command::Fit(args) => {
+            let given = matches
+                .subcommand_matches("fit")
+                .map(|m| options::given(&generated, m))
+                .unwrap_or_default();
+            fit(*args, given)
+        }
         Command::Render {
             checkpoint,
             out,
@@ -248,11 +234,11 @@ fn real_main() -> Result<()> {
         } => {
             let device = parse_device(&device)?;
             let ranges = region.map(|r| region_ranges(&r)).transpose()?;
-            let info = run::render(&checkpoint, &out, &device, ranges.as_deref())?;
+            let info = asmr_core::render::render(&checkpoint, &out, &device, ranges.as_deref())?;
             eprintln!(
-                "rendered {} {:?} x {} to {}",
+                "rendered {} {} x {} to {}",
                 info.modality,
-                info.shape,
+                describe_shape(&info.modality, &info.shape),
                 info.channels,
                 out.display()
             );
@@ -264,7 +250,44 @@ fn real_main() -> Result<()> {
             list();
             Ok(())
         }
+        Command::Config { modality } => {
+            let m = modality.as_deref().map(find_modality).transpose()?;
+            print!("{}", asmr_core::config::documented_defaults(m)?);
+            Ok(())
+        }
         Command::Info { checkpoint } => info(&checkpoint),
+    }
+}
+
+/// One line for an option clap does not know: when another modality takes it, say so.
+fn unknown_option(e: &clap::Error, modality: Option<&asmr_core::Modality>) -> String {
+    let arg = e
+        .get(ContextKind::InvalidArg)
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let flag = arg.trim_start_matches('-').split('=').next().unwrap_or("");
+    let owners = options::modalities_with_flag(flag);
+    match modality {
+        Some(m) if !owners.is_empty() => format!(
+            "{arg} does not apply to {} inputs (it is an option of {} inputs)",
+            m.name,
+            owners.join(", ")
+        ),
+        _ => format!("unknown option {arg} (see --help)"),
+    }
+}
+
+/// `200 x 256 (height x width)` for images, the axes joined by ` x ` otherwise.
+fn describe_shape(modality: &str, shape: &[usize]) -> String {
+    let axes = shape
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(" x ");
+    match (modality, shape.len()) {
+        ("image", 2) => format!("{axes} (height x width)"),
+        ("video", 3) => format!("{axes} (frames x height x width)"),
+        _ => axes,
     }
 }
 
@@ -298,98 +321,52 @@ fn parse_device(s: &str) -> Result<Device> {
     }
 }
 
-fn fit(args: FitArgs) -> Result<()> {
+fn fit(args: FitArgs, mut given: Vec<(String, OptionKind, String)>) -> Result<()> {
     let modality = find_modality(&args.modality)?;
     let device = parse_device(&args.device)?;
-
-    let mut builder = ConfigBuilder::new();
-    if let Some(path) = &args.resume {
-        if args.preset.is_some() {
-            bail!("--preset cannot be combined with --resume: the checkpoint's config is used");
+    // Options of the input only mean something for a file.
+    if args.input.is_none() {
+        let data_set = args.set.iter().any(|p| p.trim_start().starts_with("data."));
+        if data_set || given.iter().any(|(k, _, _)| k.starts_with("data.")) {
+            let flags: Vec<String> = modality
+                .config
+                .options
+                .iter()
+                .map(|o| format!("--{}", o.flag))
+                .collect();
+            bail!(
+                "options of {} inputs ({}) apply to an input file",
+                modality.name,
+                flags.join(", ")
+            );
         }
-        let ckpt = checkpoint::load(path, &Device::Cpu)?;
-        builder.merge_yaml(&ckpt.meta.config.to_yaml(), &path.display().to_string())?;
-    } else {
-        let preset_name = match (&args.preset, &args.input) {
+    }
+    let saved;
+    let base = match &args.resume {
+        Some(path) => {
+            if args.preset.is_some() {
+                bail!("--preset cannot be combined with --resume: the checkpoint's config is used");
+            }
+            saved = checkpoint::load(path, &Device::Cpu)?.meta.config;
+            Base::Saved(&saved)
+        }
+        None => Base::Preset(match (&args.preset, &args.input) {
             (Some(p), _) => p.as_str(),
             (None, Some(_)) => modality.default_preset,
             (None, None) => modality.example_preset,
-        };
-        let preset = find_preset(preset_name)?;
-        if preset.modality != modality.name {
-            bail!(
-                "preset `{}` is for {} signals, not {}",
-                preset.name,
-                preset.modality,
-                modality.name
-            );
-        }
-        builder.merge_yaml(preset.yaml, &format!("preset {}", preset.name))?;
-    }
-    if let Some(path) = &args.config {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        builder.merge_yaml(&text, &path.display().to_string())?;
-    }
-    for pair in &args.set {
-        builder.set_pair(pair)?;
-    }
+        }),
+    };
     if let Some(m) = &args.model {
-        builder.set("model", m)?;
+        given.insert(0, ("model".into(), OptionKind::Word, m.clone()));
     }
-    if let Some(n) = args.iterations {
-        builder.set("train.iterations", &n.to_string())?;
-    }
-    if let Some(s) = args.seed {
-        builder.set("train.seed", &s.to_string())?;
-    }
-    if let Some(b) = args.batch {
-        builder.set("train.batch", &b.to_string())?;
-    }
-    if let Some(e) = args.epochs {
-        builder.set("train.epochs", &e.to_string())?;
-    }
-    if let Some(e) = args.eval_every {
-        builder.set("train.eval_every", &e.to_string())?;
-    }
-    if let Some(s) = args.time_limit {
-        builder.set("train.time_limit", &s.to_string())?;
-    }
-    if let Some(g) = args.max_memory {
-        builder.set("train.max_memory_gb", &g.to_string())?;
-    }
-    for (key, value) in [
-        ("data.offset", &args.offset),
-        ("data.seconds", &args.seconds),
-        ("data.sample_rate", &args.sample_rate),
-        ("data.channels", &args.channels),
-        ("data.start", &args.start),
-        ("data.frames", &args.frames),
-        ("data.stride", &args.stride),
-        ("data.size", &args.size),
-        ("data.resolution", &args.resolution),
-        ("data.target", &args.target),
-    ] {
-        // Words (`--size 480x270`, `--channels keep`, `--target sdf`) stay strings as typed.
-        let word = ["data.size", "data.channels", "data.target"].contains(&key);
-        match value {
-            Some(v) if word => builder.set_string(key, v)?,
-            Some(v) => builder.set(key, v)?,
-            None => continue,
-        };
-    }
-    if args.float {
-        builder.set("data.float", "true")?;
-    }
-    let config = builder.build()?;
-    find_model(&config.model)?;
-    let options = config.data.load_options();
-    if args.input.is_none() && !options.is_empty() {
-        bail!(
-            "loader options (--offset, --seconds, --sample-rate, --channels, --float, --start, \
-             --frames, --stride, --size, --resolution, --target) apply to an input file"
-        );
-    }
+    let files: Vec<&Path> = args.config.as_deref().into_iter().collect();
+    let config = assemble(&Layers {
+        modality: Some(modality),
+        base,
+        files: &files,
+        sets: &args.set,
+        options: &given,
+    })?;
     let out_dir = match (&args.out, &args.resume) {
         (Some(o), _) => o.clone(),
         (None, Some(r)) => r
@@ -409,10 +386,11 @@ fn fit(args: FitArgs) -> Result<()> {
             );
         }
     }
-    let signal = load_with_spinner(modality, args.input.as_deref(), &options, args.quiet)?;
+    let signal = load_with_spinner(modality, args.input.as_deref(), &config.data, args.quiet)?;
     for note in &signal.notes {
         eprintln!("warning: {note}");
     }
+    let mut progress = progress::Progress::new(args.quiet);
     let report = run::fit(run::FitRequest {
         modality,
         signal,
@@ -420,9 +398,10 @@ fn fit(args: FitArgs) -> Result<()> {
         out_dir,
         device,
         resume: args.resume.as_deref(),
-        quiet: args.quiet,
+        observer: &mut progress,
     })?;
-    summarise(&report);
+    drop(progress);
+    summarise(&report, modality);
     Ok(())
 }
 
@@ -430,16 +409,16 @@ fn fit(args: FitArgs) -> Result<()> {
 fn load_with_spinner(
     modality: &'static asmr_core::Modality,
     input: Option<&Path>,
-    options: &asmr_core::LoadOptions,
+    data: &asmr_core::config::Value,
     quiet: bool,
 ) -> Result<asmr_core::Signal> {
     let Some(path) = input.filter(|_| !quiet) else {
-        return Ok(run::load_signal(modality, input, options)?);
+        return Ok(run::load_signal(modality, input, data)?);
     };
     let spinner = indicatif::ProgressBar::new_spinner();
     spinner.set_message(format!("reading {} ({})", path.display(), modality.name));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let signal = run::load_signal(modality, input, options);
+    let signal = run::load_signal(modality, input, data);
     spinner.finish_and_clear();
     Ok(signal?)
 }
@@ -458,66 +437,53 @@ fn fresh_run_dir(modality: &str, model: &str) -> PathBuf {
     dir
 }
 
-fn summarise(report: &run::FitReport) {
-    let m = &report.metrics;
-    let num = |k: &str| m.get(k).and_then(|v| v.as_f64());
-    let mut line = format!(
-        "{} on {}: PSNR {:.2} dB",
-        m["model"].as_str().unwrap_or("?"),
-        m["source"].as_str().unwrap_or("?"),
-        num("psnr").unwrap_or(f64::NAN)
+fn summarise(r: &run::FitReport, modality: &asmr_core::Modality) {
+    println!(
+        "{} on {}: {} at step {} of {} ({}, {:.2} steps/s)",
+        r.model,
+        r.source,
+        (modality.summary)(&r.quality),
+        r.best_step,
+        r.steps,
+        progress::duration(r.wall_seconds),
+        r.steps_per_second
     );
-    if let Some(s) = num("ssim") {
-        line += &format!(", SSIM {s:.4}");
-    }
-    if let (Some(mean), Some(std)) = (num("psnr_frame_mean"), num("psnr_frame_std")) {
-        line += &format!(" (per frame: PSNR {mean:.2} ± {std:.2} dB");
-        if let Some(s) = num("ssim_frame_std") {
-            line += &format!(", SSIM ± {s:.4}");
-        }
-        line += ")";
-    }
-    line += &format!(
-        " at step {} of {} ({:.1} s, {:.2} steps/s)",
-        m["best_step"],
-        m["steps"],
-        num("wall_seconds").unwrap_or(0.0),
-        num("steps_per_second").unwrap_or(0.0)
-    );
-    println!("{line}");
-    if let Some(b) = m.get("bases") {
-        println!("bases per axis: {b}");
+    if let Some(b) = &r.bases {
+        println!("bases per axis: {b:?}");
     }
     println!(
         "params {}, {:.2} MACs/sample, {:.3} bits/sample",
-        m["params"],
-        num("macs_per_sample").unwrap_or(0.0),
-        num("bits_per_sample").unwrap_or(0.0)
+        r.params, r.macs_per_sample, r.bits_per_sample
     );
-    let mut files = vec![m["reconstruction"].as_str().unwrap_or("").to_string()];
-    if let Some(extra) = m.get("extra_files").and_then(|v| v.as_array()) {
-        files.extend(extra.iter().filter_map(|v| v.as_str()).map(String::from));
-    }
-    files.extend(["metrics.json", "psnr.png", "log.csv", "model.safetensors"].map(String::from));
     println!(
         "results in {}/ ({})",
-        report.out_dir.display(),
-        files.join(", ")
+        r.out_dir.display(),
+        r.files().join(", ")
     );
 }
 
 fn profile(args: ProfileArgs) -> Result<()> {
-    let mut builder = ConfigBuilder::new();
-    if let Some(name) = &args.preset {
-        builder.merge_yaml(find_preset(name)?.yaml, &format!("preset {name}"))?;
-        builder.set("net.bases", "auto")?;
-    }
-    builder.set("model", &args.model)?;
-    builder.set("net.layers", &args.layers.to_string())?;
-    builder.set("net.hidden", &args.hidden.to_string())?;
-    builder.set("net.modulator", &args.modulator)?;
-    for pair in &args.set {
-        builder.set_pair(pair)?;
+    let mut options = vec![
+        ("model".to_string(), OptionKind::Word, args.model.clone()),
+        (
+            "net.layers".into(),
+            OptionKind::Value,
+            args.layers.to_string(),
+        ),
+        (
+            "net.hidden".into(),
+            OptionKind::Value,
+            args.hidden.to_string(),
+        ),
+        (
+            "net.modulator".into(),
+            OptionKind::Word,
+            args.modulator.clone(),
+        ),
+    ];
+    // A preset's bases fit its own signal shape; --bases sets them here.
+    if args.preset.is_some() {
+        options.insert(0, ("net.bases".into(), OptionKind::Value, "auto".into()));
     }
     let lists = args
         .bases
@@ -529,7 +495,13 @@ fn profile(args: ProfileArgs) -> Result<()> {
                 .with_context(|| format!("--bases `{s}`: expected numbers like 4,4,4,8"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut config: Config = builder.build()?;
+    let mut config: Config = assemble(&Layers {
+        modality: None,
+        base: args.preset.as_deref().map_or(Base::Defaults, Base::Preset),
+        files: &[],
+        sets: &args.set,
+        options: &options,
+    })?;
     config.net.bases = match lists.len() {
         0 => Bases::Auto,
         1 => Bases::All(lists[0].clone()),
@@ -684,13 +656,13 @@ fn bench_cases(spec: &BenchSpec) -> Result<Vec<(String, asmr_core::bench::BenchC
                 Some(model) => (model, false),
                 None => (name.as_str(), true),
             };
-            let mut builder = ConfigBuilder::new();
-            builder.merge_yaml(find_preset(&spec.preset)?.yaml, &spec.preset)?;
-            for pair in &spec.set {
-                builder.set_pair(pair)?;
-            }
-            builder.set("model", model)?;
-            let config = builder.build()?;
+            let config = assemble(&Layers {
+                modality: None,
+                base: Base::Preset(&spec.preset),
+                files: &[],
+                sets: &spec.set,
+                options: &[("model".into(), OptionKind::Word, model.into())],
+            })?;
             // The profile resolves the model and its grid on the shape without building weights.
             let ctx = ModelContext::new(config.net.clone(), &spec.shape, spec.channels);
             (find_model(&config.model)?.profile)(&ctx)?;

@@ -176,7 +176,7 @@ fn random_batch(signal: &Signal, n: usize, device: &Device) -> Result<(Vec<u32>,
                 .collect::<Vec<_>>()
         })
         .collect();
-    let target = crate::run::target_rows(signal, &idx, device)?;
+    let target = crate::render::target_rows(signal, &idx, device)?;
     Ok((idx, target))
 }
 

@@ -1,13 +1,27 @@
-//! Run configuration: one YAML tree (`defaults.yaml` lists every key) layered as
-//! defaults <- preset <- `--config` file <- `--set key=value`. Unknown keys and bad values are
-//! rejected with the dotted key named.
+//! Run configuration: one YAML tree layered as defaults <- preset <- `--config` file <-
+//! `--set key=value` <- command-line options. Core owns the shared keys (`model`, `net.*` common to
+//! the networks, `train.*`, listed with their defaults in `defaults.yaml`); a modality owns `data`
+//! and a model owns `net.<model>` ([`Section`]), and the defaults of those come from the
+//! registries. Unknown keys and bad values are rejected with the dotted key named.
+
+mod section;
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Mapping;
+pub use serde_yaml::Value;
+
+pub use section::{
+    auto_list, auto_usize, defaults, parse, with_values, OptionKind, OptionSpec, Section,
+    SectionSpec,
+};
 
 use crate::error::{Error, Result};
 use crate::grid::MultiResGrid;
 use crate::modulator::ModulatorKind;
+use crate::registry::Modality;
 
 const DEFAULTS: &str = include_str!("defaults.yaml");
 
@@ -15,54 +29,20 @@ const DEFAULTS: &str = include_str!("defaults.yaml");
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub model: String,
-    pub data: DataConfig,
+    /// How the input is read: the modality's own section, read by its loader.
+    #[serde(default = "empty_section")]
+    pub data: Value,
     pub net: NetConfig,
     pub train: TrainConfig,
 }
 
-/// How the input is read; handed to the modality's loader as [`crate::LoadOptions`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataConfig {
-    pub offset: Option<f64>,
-    pub seconds: Option<f64>,
-    pub sample_rate: Option<u32>,
-    pub channels: Option<String>,
-    pub float: bool,
-    pub start: Option<f64>,
-    pub frames: Option<usize>,
-    pub stride: Option<usize>,
-    pub size: Option<String>,
-    pub resolution: Option<usize>,
-    pub target: Option<String>,
+fn empty_section() -> Value {
+    Value::Mapping(Mapping::new())
 }
 
-impl DataConfig {
-    /// The keys that are set, as loader options.
-    pub fn load_options(&self) -> crate::LoadOptions {
-        let mut o = crate::LoadOptions::new();
-        let mut put = |k: &str, v: Option<String>| {
-            if let Some(v) = v {
-                o.insert(k.to_string(), v);
-            }
-        };
-        put("offset", self.offset.map(|v| v.to_string()));
-        put("seconds", self.seconds.map(|v| v.to_string()));
-        put("sample_rate", self.sample_rate.map(|v| v.to_string()));
-        put("channels", self.channels.clone());
-        put("float", self.float.then(|| "true".to_string()));
-        put("start", self.start.map(|v| v.to_string()));
-        put("frames", self.frames.map(|v| v.to_string()));
-        put("stride", self.stride.map(|v| v.to_string()));
-        put("size", self.size.clone());
-        put("resolution", self.resolution.map(|v| v.to_string()));
-        put("target", self.target.clone());
-        o
-    }
-}
-
+/// The shared network keys (`net.*`); each model's own keys sit in its section `net.<model>`
+/// ([`Section`]), kept here as values until the model reads them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NetConfig {
     pub layers: usize,
     pub hidden: usize,
@@ -70,126 +50,36 @@ pub struct NetConfig {
     pub bases: Bases,
     pub modulator: ModulatorKind,
     pub coord_range: f64,
-    pub ffn: FfnConfig,
-    pub wire: WireConfig,
-    pub kilonerf: KiloNerfConfig,
-    pub ngp: NgpConfig,
-    pub grid: GridConfig,
+    /// The models' own sections by name (`ngp` for `net.ngp`).
+    #[serde(flatten)]
+    pub models: BTreeMap<String, Value>,
 }
 
-/// `net.ffn`: Fourier-feature network (SPEC §6).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FfnConfig {
-    /// `K`: features `sin(2^k pi x)`, `cos(2^k pi x)` for `k < K`.
-    pub frequencies: usize,
-}
-
-/// `net.wire`: Gabor-wavelet network (SPEC §6).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WireConfig {
-    pub omega0: f64,
-    pub sigma0: f64,
-    /// Complex Gabor activations (real and imaginary parts carried separately), or the real form.
-    pub complex: bool,
-}
-
-/// `net.kilonerf`: a grid of tiles, each with its own small MLP (SPEC §6).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KiloNerfConfig {
-    /// Tiles per axis: one value for every axis, or one per axis.
-    pub tiles: Vec<usize>,
-    pub layers: usize,
-    pub hidden: usize,
-    pub frequencies: usize,
-}
-
-/// `net.ngp`: multiresolution hash encoding and a small ReLU MLP (SPEC §6).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NgpConfig {
-    pub levels: usize,
-    pub features: usize,
-    pub log2_table: u32,
-    pub min_res: usize,
-    /// Finest resolution; `None` (`auto`): the signal's longest axis.
-    #[serde(with = "auto_usize")]
-    pub max_res: Option<usize>,
-    pub hidden: usize,
-}
-
-/// `net.grid`: a learned dense grid of values, interpolated, no network.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GridConfig {
-    /// Grid points per axis: one value for every axis or one per axis; empty (`auto`): half the
-    /// signal's samples per axis.
-    #[serde(with = "auto_list")]
-    pub resolution: Vec<usize>,
-}
-
-/// `auto` or a number.
-mod auto_usize {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(untagged)]
-    enum Repr {
-        Word(String),
-        Num(usize),
-    }
-
-    pub fn serialize<S: Serializer>(v: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(n) => Repr::Num(*n),
-            None => Repr::Word("auto".into()),
-        }
-        .serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-        match Repr::deserialize(d)? {
-            Repr::Num(n) => Ok(Some(n)),
-            Repr::Word(w) if w == "auto" => Ok(None),
-            Repr::Word(w) => Err(serde::de::Error::custom(format!(
-                "`{w}` is neither auto nor a number"
-            ))),
+impl NetConfig {
+    /// A model's section in its type: this config's value, or the section's defaults when the
+    /// config has none.
+    pub fn section<T: Section>(&self) -> Result<T> {
+        let name = T::PATH.strip_prefix("net.").ok_or_else(|| {
+            Error::Invalid(format!("`{}` is not a model section (net.*)", T::PATH))
+        })?;
+        match self.models.get(name) {
+            Some(v) => section::parse::<T>(v),
+            None => section::defaults::<T>(),
         }
     }
-}
 
-/// `auto` (an empty list) or a list of numbers (a single number is a list of one).
-mod auto_list {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    #[derive(Serialize, Deserialize)]
-    #[serde(untagged)]
-    enum Repr {
-        Word(String),
-        Num(usize),
-        List(Vec<usize>),
-    }
-
-    pub fn serialize<S: Serializer>(v: &[usize], s: S) -> Result<S::Ok, S::Error> {
-        if v.is_empty() {
-            Repr::Word("auto".into())
-        } else {
-            Repr::List(v.to_vec())
+    /// Set one key of a model's section (`("ngp", "levels", 8)`), as `--set net.ngp.levels=8`.
+    pub fn set(&mut self, model: &str, key: &str, value: impl Into<Value>) -> Result<()> {
+        let section = self
+            .models
+            .get_mut(model)
+            .and_then(Value::as_mapping_mut)
+            .ok_or_else(|| Error::config(format!("net.{model}"), "no such section"))?;
+        if !section.contains_key(key) {
+            return Err(Error::config(format!("net.{model}.{key}"), "unknown key"));
         }
-        .serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<usize>, D::Error> {
-        match Repr::deserialize(d)? {
-            Repr::List(v) => Ok(v),
-            Repr::Num(n) => Ok(vec![n]),
-            Repr::Word(w) if w == "auto" => Ok(Vec::new()),
-            Repr::Word(w) => Err(serde::de::Error::custom(format!(
-                "`{w}` is neither auto nor a list of numbers"
-            ))),
-        }
+        section.insert(Value::String(key.into()), value.into());
+        Ok(())
     }
 }
 
@@ -217,6 +107,34 @@ pub struct TrainConfig {
     pub time_limit: f64,
 }
 
+/// Command-line options for `train.*` keys (shared by every modality and model).
+pub const TRAIN_OPTIONS: &[OptionSpec] = &[
+    OptionSpec::value("iterations", "iterations", "Optimisation steps"),
+    OptionSpec::value("seed", "seed", "Parameter and sampling seed"),
+    OptionSpec::value(
+        "time_limit",
+        "time-limit",
+        "Stop after this many seconds of training; the schedule still spans the steps",
+    ),
+    OptionSpec::value(
+        "batch",
+        "batch",
+        "Minibatch training with N samples per batch, uniform grid sampler",
+    ),
+    OptionSpec::value("epochs", "epochs", "Minibatch mode: passes over the signal"),
+    OptionSpec::value(
+        "eval_every",
+        "eval-every",
+        "Minibatch mode: evaluate the whole signal every N epochs",
+    ),
+    OptionSpec::value(
+        "max_memory_gb",
+        "max-memory",
+        "Full-grid steps estimated above this many GiB train on minibatches instead (default \
+         half the RAM; on a GPU 80% of its memory)",
+    ),
+];
+
 impl TrainConfig {
     /// Minibatch training (grid sampler, epochs) rather than full-grid steps.
     pub fn minibatch(&self) -> bool {
@@ -228,9 +146,9 @@ impl TrainConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LrSchedule {
-    /// Cosine annealing from `lr` to `lr_min` over the run (SPEC §5).
+    /// Cosine annealing from `lr` to `lr_min` over the run (docs/method.md, "Training").
     Cosine,
-    /// `lr * lr_step_factor` every `lr_step_every` steps (Instant-NGP, SPEC §6).
+    /// `lr * lr_step_factor` every `lr_step_every` steps (Instant-NGP, docs/method.md, "Baselines").
     Step,
 }
 
@@ -247,7 +165,7 @@ pub struct OptimDefaults {
 }
 
 impl OptimDefaults {
-    /// SPEC §5: Adam with PyTorch's defaults, cosine annealing; `lr` per model.
+    /// Adam with PyTorch's defaults, cosine annealing; `lr` per model (docs/method.md, "Training").
     pub const fn adam(lr: f64) -> Self {
         Self {
             lr,
@@ -345,54 +263,6 @@ impl Config {
             n.coord_range.is_finite() && n.coord_range > 0.0,
             "must be a positive number",
         )?;
-        pos(
-            "net.ffn.frequencies",
-            n.ffn.frequencies <= 32,
-            "must be at most 32",
-        )?;
-        pos(
-            "net.wire.omega0",
-            n.wire.omega0.is_finite() && n.wire.omega0 > 0.0,
-            "must be a positive number",
-        )?;
-        pos(
-            "net.wire.sigma0",
-            n.wire.sigma0.is_finite() && n.wire.sigma0 > 0.0,
-            "must be a positive number",
-        )?;
-        let k = &n.kilonerf;
-        pos(
-            "net.kilonerf.tiles",
-            !k.tiles.is_empty() && !k.tiles.contains(&0),
-            "must be one or more numbers of at least 1",
-        )?;
-        pos("net.kilonerf.layers", k.layers >= 1, "must be at least 1")?;
-        pos("net.kilonerf.hidden", k.hidden >= 1, "must be at least 1")?;
-        pos(
-            "net.kilonerf.frequencies",
-            k.frequencies <= 32,
-            "must be at most 32",
-        )?;
-        let g = &n.ngp;
-        pos("net.ngp.levels", g.levels >= 1, "must be at least 1")?;
-        pos("net.ngp.features", g.features >= 1, "must be at least 1")?;
-        pos(
-            "net.ngp.log2_table",
-            (4..=26).contains(&g.log2_table),
-            "must be between 4 and 26",
-        )?;
-        pos("net.ngp.min_res", g.min_res >= 1, "must be at least 1")?;
-        pos(
-            "net.ngp.max_res",
-            g.max_res.is_none_or(|m| m >= g.min_res),
-            "must be auto or at least net.ngp.min_res",
-        )?;
-        pos("net.ngp.hidden", g.hidden >= 1, "must be at least 1")?;
-        pos(
-            "net.grid.resolution",
-            !n.grid.resolution.contains(&0) && !n.grid.resolution.contains(&1),
-            "grid points per axis must be at least 2",
-        )?;
         let lists: Vec<&Vec<usize>> = match &n.bases {
             Bases::Auto => vec![],
             Bases::All(b) => vec![b],
@@ -468,23 +338,52 @@ impl Config {
     }
 }
 
-/// Builds a [`Config`] from layers of partial YAML.
+/// Builds a [`Config`] from layers of partial YAML over the assembled defaults.
 #[derive(Debug, Clone)]
 pub struct ConfigBuilder {
     tree: Value,
-}
-
-impl Default for ConfigBuilder {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// The modality whose `data` section the tree holds (none: `data` stays empty).
+    modality: Option<&'static str>,
 }
 
 impl ConfigBuilder {
-    pub fn new() -> Self {
-        Self {
-            tree: serde_yaml::from_str(DEFAULTS).expect("defaults.yaml is valid"),
+    /// Core's defaults with every registered model's section, and no `data` section.
+    pub fn new() -> Result<Self> {
+        let mut tree: Value = serde_yaml::from_str(DEFAULTS)
+            .map_err(|e| Error::Invalid(format!("defaults.yaml: {e}")))?;
+        let net = tree
+            .get_mut("net")
+            .and_then(Value::as_mapping_mut)
+            .ok_or_else(|| Error::Invalid("defaults.yaml: no net section".into()))?;
+        for entry in crate::models::models() {
+            if let Some(spec) = &entry.config {
+                let name = spec.path.strip_prefix("net.").ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "model `{}`: its section `{}` is not under net.",
+                        entry.name, spec.path
+                    ))
+                })?;
+                net.insert(name.into(), spec.default_value()?);
+            }
         }
+        let data = Value::String("data".into());
+        tree.as_mapping_mut()
+            .ok_or_else(|| Error::Invalid("defaults.yaml: not a mapping".into()))?
+            .insert(data, empty_section());
+        Ok(Self {
+            tree,
+            modality: None,
+        })
+    }
+
+    /// [`ConfigBuilder::new`] with `modality`'s `data` section.
+    pub fn for_modality(modality: &'static Modality) -> Result<Self> {
+        let mut b = Self::new()?;
+        if let Some(m) = b.tree.as_mapping_mut() {
+            m.insert("data".into(), modality.config.default_value()?);
+        }
+        b.modality = Some(modality.name);
+        Ok(b)
     }
 
     /// Overlay a YAML document (a preset, a `--config` file). `source` names it in errors.
@@ -516,25 +415,25 @@ impl ConfigBuilder {
         self.set_value(key, Value::String(value.to_string()))
     }
 
+    /// Overlay one key from a command-line option's text, read as its kind says.
+    pub fn set_option(&mut self, key: &str, kind: OptionKind, text: &str) -> Result<&mut Self> {
+        match kind {
+            OptionKind::Value => self.set(key, text),
+            OptionKind::Word => self.set_string(key, text),
+            OptionKind::Switch => self.set_value(key, Value::Bool(true)),
+        }
+    }
+
     fn set_value(&mut self, key: &str, parsed: Value) -> Result<&mut Self> {
-        let mut node = Value::Null;
+        let mut node = parsed;
         for part in key.split('.').rev() {
             let mut m = Mapping::new();
-            m.insert(Value::String(part.to_string()), std::mem::take(&mut node));
+            m.insert(Value::String(part.to_string()), node);
             node = Value::Mapping(m);
         }
-        // Put the parsed value at the leaf.
-        let mut leaf = &mut node;
-        for part in key.split('.') {
-            leaf = leaf
-                .as_mapping_mut()
-                .and_then(|m| m.get_mut(part))
-                .expect("just built");
-        }
-        *leaf = parsed;
         match node {
             Value::Mapping(m) => merge(&mut self.tree, m, "", "--set")?,
-            _ => unreachable!(),
+            _ => unreachable!("a key has at least one part"),
         }
         Ok(self)
     }
@@ -555,8 +454,138 @@ impl ConfigBuilder {
             Error::config(key, e.into_inner().to_string())
         })?;
         cfg.validate()?;
+        if let Some(name) = self.modality {
+            (crate::registry::find_modality(name)?.config.check)(&cfg.data)?;
+        }
+        for spec in crate::models::models()
+            .iter()
+            .filter_map(|e| e.config.as_ref())
+        {
+            let name = spec.path.strip_prefix("net.").unwrap_or(spec.path);
+            if let Some(v) = cfg.net.models.get(name) {
+                (spec.check)(v)?;
+            }
+        }
         Ok(cfg)
     }
+}
+
+/// Every key with its default and its comment, as one YAML document: core's `defaults.yaml` with
+/// each model's section under `net` and, with a modality named, its `data` section.
+pub fn documented_defaults(modality: Option<&Modality>) -> Result<String> {
+    let indent = |text: &str, by: &str| -> String {
+        text.lines()
+            .map(|l| format!("{by}{l}\n"))
+            .collect::<String>()
+    };
+    let mut out = String::new();
+    let mut lines = DEFAULTS.lines().peekable();
+    // The header comment and `model:` come first.
+    while let Some(l) = lines.next_if(|l| !l.starts_with("net:")) {
+        out += l;
+        out.push('\n');
+    }
+    if let Some(m) = modality {
+        let body = m.config.default_value()?;
+        if body.as_mapping().is_some_and(|d| !d.is_empty()) {
+            out += &format!("data:                  # how {} inputs are read\n", m.name);
+            out += &indent(m.config.defaults, "  ");
+        }
+    }
+    while let Some(l) = lines.next_if(|l| !l.starts_with("train:")) {
+        out += l;
+        out.push('\n');
+    }
+    for entry in crate::models::models() {
+        if let Some(spec) = &entry.config {
+            let name = spec.path.strip_prefix("net.").unwrap_or(spec.path);
+            out += &format!(
+                "  {name}:  # --model {}: {}\n",
+                entry.name, entry.description
+            );
+            out += &indent(spec.defaults, "    ");
+        }
+    }
+    for l in lines {
+        out += l;
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Where a configuration starts before the files, `--set` pairs and options go over it.
+#[derive(Debug, Clone, Copy)]
+pub enum Base<'a> {
+    /// The defaults (the modality's, when the layers name one).
+    Defaults,
+    /// A named preset over the defaults; its modality must be the layers' one, if they name one.
+    Preset(&'a str),
+    /// A configuration saved with a run (resuming): taken whole, before the files and options.
+    Saved(&'a Config),
+}
+
+/// Everything a configuration is made of, in the order it is layered.
+#[derive(Clone, Copy)]
+pub struct Layers<'a> {
+    pub modality: Option<&'static Modality>,
+    pub base: Base<'a>,
+    /// `--config` files.
+    pub files: &'a [&'a Path],
+    /// `--set key=value` pairs.
+    pub sets: &'a [String],
+    /// Command-line options: the full key, how to read the text, the text.
+    pub options: &'a [(String, OptionKind, String)],
+}
+
+/// The one way a configuration is put together: defaults (with the modality's and every model's
+/// sections), the preset or saved config, each `--config` file, each `--set` pair, then each
+/// option. `fit`, `profile` and `bench` all go through here.
+pub fn assemble(layers: &Layers) -> Result<Config> {
+    let mut b = match layers.modality {
+        Some(m) => ConfigBuilder::for_modality(m)?,
+        None => ConfigBuilder::new()?,
+    };
+    match layers.base {
+        Base::Defaults => {}
+        Base::Preset(name) => {
+            let preset = crate::registry::find_preset(name)?;
+            match layers.modality {
+                Some(m) if m.name != preset.modality => {
+                    return Err(Error::Invalid(format!(
+                        "preset `{}` is for {} signals, not {}",
+                        preset.name, preset.modality, m.name
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    // The preset's modality gives the data section its keys.
+                    let m = crate::registry::find_modality(preset.modality)?;
+                    b = ConfigBuilder::for_modality(m)?;
+                }
+            }
+            b.merge_yaml(preset.yaml, &format!("preset {}", preset.name))?;
+        }
+        Base::Saved(config) => {
+            let mut saved = config.clone();
+            // Runs saved before each modality owned its section listed every modality's keys.
+            if let (Some(m), Some(data)) = (layers.modality, saved.data.as_mapping_mut()) {
+                let known = m.config.default_value()?;
+                data.retain(|k, _| known.get(k).is_some());
+            }
+            b.merge_yaml(&saved.to_yaml(), "the saved config")?;
+        }
+    }
+    for path in layers.files {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(*path, e))?;
+        b.merge_yaml(&text, &path.display().to_string())?;
+    }
+    for pair in layers.sets {
+        b.set_pair(pair)?;
+    }
+    for (key, kind, text) in layers.options {
+        b.set_option(key, *kind, text)?;
+    }
+    b.build()
 }
 
 /// Replace `auto` optimiser keys by the model's own settings ([`OptimDefaults`]).
@@ -592,7 +621,7 @@ fn resolve_auto(tree: &mut Value) -> Result<()> {
         }
     }
     if is_auto(train.get("lr_min")) {
-        // A tenth of the starting rate, as SPEC §5's 1e-4 -> 1e-5.
+        // A tenth of the starting rate, as the paper's 1e-4 -> 1e-5.
         let lr = train.get("lr").and_then(|v| v.as_f64()).unwrap_or(o.lr);
         train.insert("lr_min".into(), (lr / 10.0).into());
     }
@@ -649,7 +678,7 @@ mod tests {
 
     #[test]
     fn defaults_build() {
-        let c = ConfigBuilder::new().build().unwrap();
+        let c = ConfigBuilder::new().unwrap().build().unwrap();
         assert_eq!(c.model, "asmr");
         assert_eq!(c.net.layers, 4);
         assert_eq!(c.net.bases, Bases::Auto);
@@ -658,7 +687,7 @@ mod tests {
 
     #[test]
     fn layering_and_set() {
-        let mut b = ConfigBuilder::new();
+        let mut b = ConfigBuilder::new().unwrap();
         b.merge_yaml("net:\n  layers: 3\n  bases: [8, 8, 8]\n", "preset")
             .unwrap();
         b.set_pair("net.hidden=128").unwrap();
@@ -670,7 +699,7 @@ mod tests {
         assert_eq!(c.net.bases, Bases::PerAxis(vec![vec![2, 4], vec![4, 2]]));
         assert_eq!(c.net.modulator, ModulatorKind::Nonlinear);
         // Round trip through YAML.
-        let mut again = ConfigBuilder::new();
+        let mut again = ConfigBuilder::new().unwrap();
         again.merge_yaml(&c.to_yaml(), "saved").unwrap();
         assert_eq!(again.build().unwrap(), c);
     }
@@ -678,11 +707,13 @@ mod tests {
     #[test]
     fn unknown_keys_are_named() {
         let e = ConfigBuilder::new()
+            .unwrap()
             .set_pair("net.hiden=3")
             .unwrap_err()
             .to_string();
         assert!(e.contains("net.hiden"), "{e}");
         let e = ConfigBuilder::new()
+            .unwrap()
             .merge_yaml("train:\n  epoch_count: 3\n", "f.yaml")
             .unwrap_err()
             .to_string();
@@ -709,7 +740,7 @@ mod tests {
             ("net.bases=[4,4]", "net.bases"),
             ("train.seed=1.5", "train.seed"),
         ] {
-            let mut b = ConfigBuilder::new();
+            let mut b = ConfigBuilder::new().unwrap();
             let e = b
                 .set_pair(pair)
                 .and_then(|b| b.build().map(|_| ()).map(|_| b))

@@ -1,4 +1,4 @@
-//! Multi-resolution decomposition of a dense grid (SPEC §2).
+//! Multi-resolution decomposition of a dense grid (docs/method.md, "Multi-resolution grid").
 //!
 //! Every axis `a` of size `N_a` is split into `L` levels with bases `B_{a,0..L-1}`,
 //! `prod_l B_{a,l} = N_a`. Level 0 is the coarsest. An index `x` has one digit per level,

@@ -1,4 +1,4 @@
-//! Dense layers with SIREN initialisation (SPEC §3): weights and biases from `U(-r, r)`, `r = 1/fan_in`
+//! Dense layers with SIREN initialisation (docs/method.md, "The ASMR network"): weights and biases from `U(-r, r)`, `r = 1/fan_in`
 //! for a network's first layer and `sqrt(6/fan_in)/w0` for every other layer.
 
 use candle_core::{Module, Result, Tensor};
@@ -177,7 +177,7 @@ impl Module for Mlp {
     }
 }
 
-/// MACs of a dense stack as SPEC §4 counts them: `fan_in * fan_out + fan_out` per layer.
+/// MACs of a dense stack as docs/method.md ("Cost") counts them: `fan_in * fan_out + fan_out` per layer.
 pub fn mlp_macs(sizes: &[usize]) -> usize {
     sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
 }

@@ -1,4 +1,4 @@
-//! Metrics shared by modalities (SPEC §7): PSNR with predictions clamped to the data range, and SSIM
+//! Metrics shared by modalities (docs/method.md, "Metrics"): PSNR with predictions clamped to the data range, and SSIM
 //! as scikit-image computes it by default.
 
 use std::collections::BTreeMap;

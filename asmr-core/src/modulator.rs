@@ -1,4 +1,4 @@
-//! Level modulators (SPEC §3): map a level's coordinates `u` (d values) to `h` values that enter the
+//! Level modulators (docs/method.md, "The ASMR network"): map a level's coordinates `u` (d values) to `h` values that enter the
 //! sine of the hidden layer fed by that level.
 
 use candle_core::{Module, Result, Tensor};

@@ -1,4 +1,4 @@
-//! MAC and parameter accounting (SPEC §4). Each model computes its own figures; this is their shape.
+//! MAC and parameter accounting (docs/method.md, "Cost"). Each model computes its own figures; this is their shape.
 
 use serde::Serialize;
 

@@ -2,15 +2,12 @@
 //! `inventory::submit!`; the CLI finds them by name. (A binary must name each plugin crate, e.g.
 //! `use modality_image as _;`, or the linker drops its registrations.)
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::config::{SectionSpec, Value};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::signal::{Signal, SignalInfo};
-
-/// Modality-specific loader options (`key=value`), empty by default.
-pub type LoadOptions = BTreeMap<String, String>;
 
 /// Writes a modality's extra outputs into a run folder; returns the file names.
 pub type ExtrasFn = fn(&Signal, &[f32], &Path) -> Result<Vec<String>>;
@@ -24,7 +21,11 @@ pub struct Modality {
     pub example_preset: &'static str,
     /// File name of the reconstruction in a run folder.
     pub output_file: &'static str,
-    pub load: fn(&Path, &LoadOptions) -> Result<Signal>,
+    /// The modality's `data` section: how its loader reads a file (`SectionSpec::of::<T>()` of
+    /// a [`crate::config::Section`] whose `PATH` is `data`). Its options become `fit` options.
+    pub config: SectionSpec,
+    /// Read a file with the configuration's `data` section (checked by `config` already).
+    pub load: fn(&Path, &Value) -> Result<Signal>,
     /// A signal made in code, fitted when no input is given.
     pub example: fn() -> Signal,
     /// Metrics of a prediction against the signal, fed band by band (whole slabs of axis 0).
@@ -36,6 +37,9 @@ pub struct Modality {
     /// More files for the run folder (a spectrogram...), from the whole prediction; returns their
     /// names. `None` when the modality has none (the prediction is then never held whole).
     pub extras: Option<ExtrasFn>,
+    /// The quality part of a run's summary line, from the metrics of `metrics` (`PSNR 31.20 dB,
+    /// SSIM 0.9321`).
+    pub summary: fn(&Metrics) -> String,
 }
 
 /// Accumulates metrics over consecutive bands of a prediction.

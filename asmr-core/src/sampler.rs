@@ -1,4 +1,4 @@
-//! The uniform grid sampler of SPEC §5: the grid is split into `G_0 x ... x G_{d-1}` equal cells;
+//! The uniform grid sampler of the paper (docs/method.md, "Training"): the grid is split into `G_0 x ... x G_{d-1}` equal cells;
 //! once per epoch the in-cell offsets are shuffled, and batch `k` takes the same offsets (a slice of
 //! the shuffled list) from every cell. Every sample is visited exactly once per epoch and every
 //! batch covers the whole domain. Sizes that the cell count does not divide get cells of
@@ -7,6 +7,15 @@
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
+/// Where minibatches come from: a training strategy's sampling. Batches must be a function of the
+/// epoch and the batch number alone (and the seed the source was made with), so a resumed run
+/// replays the same ones.
+pub trait BatchSource: Send {
+    fn batches_per_epoch(&self) -> usize;
+    /// Batch `k` of epoch `epoch`: grid indices `[n, d]`, row-major.
+    fn batch(&mut self, epoch: usize, k: usize) -> Vec<u32>;
+}
+
 #[derive(Debug, Clone)]
 pub struct GridSampler {
     shape: Vec<usize>,
@@ -14,6 +23,8 @@ pub struct GridSampler {
     cell_size: Vec<usize>,
     offsets_per_batch: usize,
     seed: u64,
+    /// The last epoch's offset order (drawn once per epoch).
+    current: Option<(usize, Vec<u32>)>,
 }
 
 impl GridSampler {
@@ -53,6 +64,7 @@ impl GridSampler {
             cell_size,
             offsets_per_batch,
             seed,
+            current: None,
         })
     }
 
@@ -93,7 +105,7 @@ impl GridSampler {
     }
 
     /// Batch `k` of the epoch whose offset order is `order`.
-    pub fn batch(&self, order: &[u32], k: usize) -> Vec<u32> {
+    pub fn batch_of(&self, order: &[u32], k: usize) -> Vec<u32> {
         let start = (k * self.offsets_per_batch).min(order.len());
         let end = (start + self.offsets_per_batch).min(order.len());
         self.batch_from(&order[start..end])
@@ -124,6 +136,22 @@ impl GridSampler {
             }
         }
         out
+    }
+}
+
+impl BatchSource for GridSampler {
+    fn batches_per_epoch(&self) -> usize {
+        GridSampler::batches_per_epoch(self)
+    }
+
+    fn batch(&mut self, epoch: usize, k: usize) -> Vec<u32> {
+        if self.current.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.current = Some((epoch, self.order(epoch)));
+        }
+        match &self.current {
+            Some((_, order)) => self.batch_of(order, k),
+            None => Vec::new(),
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! A dense sampled signal (SPEC §1): `N_0 x ... x N_{d-1}` samples of `c` channels, raster order,
+//! A dense sampled signal (docs/method.md, "Signals"): `N_0 x ... x N_{d-1}` samples of `c` channels, raster order,
 //! channels last, values in the training range `[0, 1]`.
 
 use serde::{Deserialize, Serialize};

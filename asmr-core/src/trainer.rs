@@ -1,13 +1,13 @@
 //! The one trainer of the toolkit: MSE, Adam (PyTorch semantics), cosine learning rate, best-PSNR
-//! tracking, resumable state. A step over the whole grid uses the model's `forward_grid` (for ASMR
-//! the activation-sharing forward: exact, and far cheaper than per-sample).
+//! tracking, resumable state, and the one training loop. A step over the whole grid uses the
+//! model's `forward_grid` (for ASMR the activation-sharing forward: exact, and far cheaper than
+//! per-sample); minibatch steps take their batches from a [`BatchSource`] and evaluate the whole
+//! signal at epoch ends. The loop reports to an [`Observer`] and prints nothing.
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
 use candle_core::Tensor;
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::checkpoint::{self, Checkpoint, CheckpointKind, CheckpointMeta};
 use crate::config::LrSchedule;
@@ -16,7 +16,44 @@ use crate::error::{Error, Result};
 use crate::metrics::psnr_from_mse;
 use crate::models::BuiltModel;
 use crate::optim::{cosine_lr, step_lr, Adam, AdamConfig};
+use crate::render::{evaluate_psnr, target_rows};
+use crate::sampler::BatchSource;
 use crate::signal::Signal;
+
+/// Whether the loop goes on after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// End the run after this step (it can be resumed from a checkpoint saved now).
+    Stop,
+}
+
+/// What the training loop reports. Every method has a default that does nothing.
+pub trait Observer {
+    /// Before the first step of this process (`t.step` is where a resumed run starts).
+    fn started(&mut self, _t: &Trainer) -> Result<()> {
+        Ok(())
+    }
+
+    /// After every step.
+    fn stepped(&mut self, _t: &Trainer, _rec: &StepRecord) -> Result<Flow> {
+        Ok(Flow::Continue)
+    }
+
+    /// After a whole-signal evaluation (minibatch mode: every `train.eval_every` epochs and at
+    /// the end), before [`Observer::stepped`] of the same step.
+    fn evaluated(&mut self, _t: &Trainer, _psnr: f64) -> Result<()> {
+        Ok(())
+    }
+
+    /// Something the user should know (a changed plan, a fallback).
+    fn note(&mut self, _message: &str) {}
+}
+
+/// An observer that does nothing (tests, benchmarks).
+pub struct Silent;
+
+impl Observer for Silent {}
 
 /// One row of `log.csv`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -85,6 +122,7 @@ pub fn clip_grad_norm(
 
 pub struct Trainer<'a> {
     pub model: &'a BuiltModel,
+    signal: &'a Signal,
     config: TrainConfig,
     target: Option<Tensor>,
     adam: Adam,
@@ -95,13 +133,14 @@ pub struct Trainer<'a> {
     pub best_params: Vec<(String, Tensor)>,
     /// Training seconds before this process (a resumed run).
     pub elapsed_before: f64,
-    /// Minibatch mode: batches per epoch.
+    /// Minibatch mode: where batches come from, and how many make an epoch.
+    batches: Option<Box<dyn BatchSource + 'a>>,
     steps_per_epoch: Option<usize>,
     started: Instant,
 }
 
 impl<'a> Trainer<'a> {
-    pub fn new(model: &'a BuiltModel, signal: &Signal, config: &TrainConfig) -> Result<Self> {
+    pub fn new(model: &'a BuiltModel, signal: &'a Signal, config: &TrainConfig) -> Result<Self> {
         let c = signal.info.channels;
         let expected = &model.context.signal_shape;
         if &signal.info.shape != expected || c != model.context.channels {
@@ -131,6 +170,7 @@ impl<'a> Trainer<'a> {
         )?;
         Ok(Self {
             model,
+            signal,
             config: config.clone(),
             target,
             adam,
@@ -139,6 +179,7 @@ impl<'a> Trainer<'a> {
             best_step: 0,
             best_params: Vec::new(),
             elapsed_before: 0.0,
+            batches: None,
             steps_per_epoch: None,
             started: Instant::now(),
         })
@@ -188,10 +229,21 @@ impl<'a> Trainer<'a> {
                 && self.elapsed() >= self.config.time_limit)
     }
 
-    /// Switch to minibatch mode: `steps_per_epoch` batches per epoch, `train.epochs` epochs, the
-    /// learning rate stepped once per epoch.
-    pub fn set_steps_per_epoch(&mut self, steps_per_epoch: usize) {
-        self.steps_per_epoch = Some(steps_per_epoch.max(1));
+    /// Switch to minibatch mode: batches from `source`, `train.epochs` epochs, the learning rate
+    /// stepped once per epoch.
+    pub fn set_batches(&mut self, source: Box<dyn BatchSource + 'a>) {
+        self.steps_per_epoch = Some(source.batches_per_epoch().max(1));
+        self.batches = Some(source);
+    }
+
+    /// The training settings this trainer runs with.
+    pub fn train_config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Batches per epoch in minibatch mode.
+    pub fn steps_per_epoch(&self) -> Option<usize> {
+        self.steps_per_epoch
     }
 
     /// Steps of the whole run.
@@ -325,56 +377,33 @@ impl<'a> Trainer<'a> {
         })
     }
 
-    /// Train to `train.iterations`, calling `observe` after every step. Shows a progress bar on a
-    /// terminal, a line every tenth of the run otherwise (unless `quiet`).
-    pub fn run(
-        &mut self,
-        quiet: bool,
-        observe: &mut dyn FnMut(&mut Self, &StepRecord) -> Result<()>,
-    ) -> Result<()> {
-        self.run_with(quiet, &mut |t: &mut Self| t.step(), observe)
-    }
-
-    /// [`Trainer::run`] with a custom step (minibatch training).
-    pub fn run_with(
-        &mut self,
-        quiet: bool,
-        step: &mut dyn FnMut(&mut Self) -> Result<StepRecord>,
-        observe: &mut dyn FnMut(&mut Self, &StepRecord) -> Result<()>,
-    ) -> Result<()> {
-        let total = self.total_steps();
-        let tty = std::io::stderr().is_terminal();
-        let bar = if quiet || !tty {
-            ProgressBar::hidden()
-        } else {
-            let b = ProgressBar::new(total as u64);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{bar:30.cyan/blue} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            b
-        };
-        bar.set_position(self.step as u64);
-        let session_start = (self.step, Instant::now());
-        let every = (total / 10).max(1);
+    /// Train to the end of the run (or its time limit, or until `observer` stops it): full-grid
+    /// steps, or minibatches with a whole-signal evaluation every `train.eval_every` epochs and at
+    /// the end.
+    pub fn run(&mut self, observer: &mut dyn Observer) -> Result<()> {
+        observer.started(self)?;
         while !self.is_done() {
-            let rec = step(self)?;
-            let rate = (self.step - session_start.0) as f64
-                / session_start.1.elapsed().as_secs_f64().max(1e-9);
-            let msg = format!(
-                "loss {:.3e}  PSNR {:.2} dB (best {:.2})  {:.2} steps/s",
-                rec.loss, rec.psnr, self.best_psnr, rate
-            );
-            bar.set_position(self.step as u64);
-            bar.set_message(msg.clone());
-            if !quiet && !tty && (self.step.is_multiple_of(every) || self.is_done()) {
-                eprintln!("step {}/{total}  {msg}", self.step);
+            let rec = match (self.batches.as_mut(), self.steps_per_epoch) {
+                (Some(source), Some(spe)) => {
+                    let idx = source.batch(self.step / spe, self.step % spe);
+                    let target = target_rows(self.signal, &idx, &self.model.device)?;
+                    self.step_points(&idx, &target)?
+                }
+                _ => self.step()?,
+            };
+            if let Some(spe) = self.steps_per_epoch {
+                let epoch = self.step / spe;
+                let epoch_end = self.step.is_multiple_of(spe);
+                if (epoch_end && epoch.is_multiple_of(self.config.eval_every)) || self.is_done() {
+                    let psnr = evaluate_psnr(self.model, self.signal)?;
+                    self.record_evaluation(psnr)?;
+                    observer.evaluated(self, psnr)?;
+                }
             }
-            bar.suspend(|| observe(self, &rec))?;
+            if observer.stepped(self, &rec)? == Flow::Stop {
+                break;
+            }
         }
-        bar.finish_and_clear();
         Ok(())
     }
 

@@ -1,4 +1,4 @@
-//! The baselines of SPEC §6 (FFN, WIRE, KiloNeRF, Instant-NGP, dense grid): shapes for d = 1, 2, 3,
+//! The baselines (docs/method.md, "Baselines": FFN, WIRE, KiloNeRF, Instant-NGP, dense grid): shapes for d = 1, 2, 3,
 //! batch forwards against the whole-grid forward, parameter gradients against finite differences,
 //! fits far above the mean-value predictor, optimiser settings and profiles.
 
@@ -36,7 +36,7 @@ const MODELS: &[(&str, &[&str])] = &[
 ];
 
 fn config(model: &str, sets: &[&str], iterations: usize) -> Config {
-    let mut b = ConfigBuilder::new();
+    let mut b = ConfigBuilder::new().unwrap();
     b.set("model", model).unwrap();
     b.set("net.layers", "3").unwrap();
     b.set("train.iterations", &iterations.to_string()).unwrap();
@@ -101,7 +101,7 @@ fn gradients_match_finite_differences() {
         for shape in [vec![13], vec![6, 5]] {
             let b = built(model, sets, &shape, 2, 7);
             let n: usize = shape.iter().product();
-            let r = Tensor::randn(0f32, 1.0, (n, 2), &b.device).unwrap();
+            let r = common::seeded_uniform(n, 2, 5, &b.device);
             let grads = loss(&b, &r).backward().unwrap();
             for (name, var) in b.params.vars() {
                 let g: Vec<f32> = grads
@@ -190,7 +190,7 @@ fn every_baseline_fits_far_above_the_mean() {
             let mut sets = sets.to_vec();
             match *model {
                 "ffn" | "wire" => sets.push("net.hidden=64"),
-                // SPEC's 5e-4 needs a thousand steps or more just to move the output bias to the
+                // The paper's 5e-4 needs a thousand steps or more just to move the output bias to the
                 // data's mean from Kaiming init; the capacity is what is tested here.
                 "kilonerf" => sets.push("train.lr=5e-3"),
                 _ => {}
@@ -198,7 +198,7 @@ fn every_baseline_fits_far_above_the_mean() {
             let cfg = config(model, &sets, 300);
             let b = build_model(&cfg, &s.info, &dev).unwrap();
             let mut t = Trainer::new(&b, &s, &cfg.train).unwrap();
-            t.run(true, &mut |_, _| Ok(())).unwrap();
+            t.run(&mut asmr_core::trainer::Silent).unwrap();
             eprintln!(
                 "{dev:?} {model} {sets:?}: {:.2} dB (mean {mean_psnr:.2} dB)",
                 t.best_psnr
@@ -237,7 +237,7 @@ fn optimiser_settings_follow_the_model_unless_given() {
     let c = config("ngp", &["train.lr=0.5", "train.lr_schedule=cosine"], 10);
     assert_eq!((c.train.lr, c.train.lr_min), (0.5, 0.05));
     assert_eq!(c.train.lr_schedule, LrSchedule::Cosine);
-    let mut b = ConfigBuilder::new();
+    let mut b = ConfigBuilder::new().unwrap();
     b.set("train.betas", "[0.9, 1.5]").unwrap();
     let e = b.build().unwrap_err().to_string();
     assert!(e.contains("train.betas"), "{e}");
@@ -246,12 +246,12 @@ fn optimiser_settings_follow_the_model_unless_given() {
 #[test]
 fn ngp_levels_dense_then_hashed() {
     let cfg = config("ngp", &[], 1);
-    // SPEC §6 Kodak setting: 8 levels, 2^15 entries, 16 .. 256.
+    // The paper's Kodak setting: 8 levels, 2^15 entries, 16 .. 256.
     let mut net = cfg.net.clone();
-    net.ngp.levels = 8;
-    net.ngp.log2_table = 15;
-    net.ngp.max_res = Some(256);
-    let ls = levels(&ModelContext::new(net, &[512, 768], 3));
+    net.set("ngp", "levels", 8).unwrap();
+    net.set("ngp", "log2_table", 15).unwrap();
+    net.set("ngp", "max_res", 256).unwrap();
+    let ls = levels(&ModelContext::new(net, &[512, 768], 3)).unwrap();
     let res: Vec<usize> = ls.iter().map(|l| l.resolution).collect();
     assert_eq!(res, vec![16, 23, 35, 52, 78, 115, 172, 256]);
     // floor(16 * 16^(l/7)); (R + 1)^2 <= 2^15 up to R = 172: dense; 257^2 > 32768: hashed.

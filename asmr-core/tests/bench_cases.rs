@@ -11,7 +11,7 @@ use asmr_core::params::ParamStore;
 use common::max_diff;
 
 fn model(shape: &[usize], channels: usize, sets: &[&str]) -> Asmr {
-    let mut b = ConfigBuilder::new();
+    let mut b = ConfigBuilder::new().unwrap();
     for s in sets {
         b.set_pair(s).unwrap();
     }

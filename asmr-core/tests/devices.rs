@@ -34,7 +34,7 @@ const MODELS: &[(&str, &[&str])] = &[
 
 /// Output and every parameter gradient of `sum(out * r)`, as host vectors.
 fn run(model: &str, sets: &[&str], shape: &[usize], device: &Device) -> Vec<(String, Vec<f32>)> {
-    let mut b = ConfigBuilder::new();
+    let mut b = ConfigBuilder::new().unwrap();
     b.set("model", model).unwrap();
     b.set("net.layers", "4").unwrap();
     for s in sets {

@@ -1,4 +1,4 @@
-//! Every MAC figure of SPEC §4, reproduced by the profiler (relative error <= 1e-9).
+//! Every MAC figure of the paper (docs/method.md, "Cost"), reproduced by the profiler (relative error <= 1e-9).
 
 mod common;
 

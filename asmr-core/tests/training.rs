@@ -6,12 +6,12 @@ use asmr_core::candle_core::Device;
 use asmr_core::checkpoint;
 use asmr_core::config::{Config, ConfigBuilder};
 use asmr_core::run::build_model;
-use asmr_core::trainer::Trainer;
+use asmr_core::trainer::{Flow, Observer, StepRecord, Trainer};
 use asmr_core::{Error, Signal};
 use common::test_signal;
 
 fn config(iterations: usize, seed: u64) -> Config {
-    let mut b = ConfigBuilder::new();
+    let mut b = ConfigBuilder::new().unwrap();
     b.set_pair("net.hidden=24").unwrap();
     b.set_pair("net.layers=3").unwrap();
     b.set_pair("net.bases=[[2,2,4],[2,4,2]]").unwrap();
@@ -40,7 +40,7 @@ fn train(cfg: &Config, signal: &Signal) -> (Vec<(String, Vec<f32>)>, f64, usize)
 fn train_on(cfg: &Config, signal: &Signal, dev: &Device) -> (Vec<(String, Vec<f32>)>, f64, usize) {
     let built = build_model(cfg, &signal.info, dev).unwrap();
     let mut t = Trainer::new(&built, signal, &cfg.train).unwrap();
-    t.run(true, &mut |_, _| Ok(())).unwrap();
+    t.run(&mut asmr_core::trainer::Silent).unwrap();
     (params_of(&t), t.best_psnr, t.best_step)
 }
 
@@ -77,7 +77,7 @@ fn resumed_run_ends_where_the_uninterrupted_run_ends() {
     let built = build_model(&full_cfg, &s.info, &dev).unwrap();
     let mut t = Trainer::new(&built, &s, &full_cfg.train).unwrap();
     t.resume(&ckpt, &state).unwrap();
-    t.run(true, &mut |_, _| Ok(())).unwrap();
+    t.run(&mut asmr_core::trainer::Silent).unwrap();
     assert_eq!(t.step, 10);
     let resumed = (params_of(&t), t.best_psnr, t.best_step);
     assert_eq!(resumed, uninterrupted);
@@ -92,7 +92,7 @@ fn non_finite_loss_stops_with_a_clear_error() {
     cfg.train.lr_min = 0.0;
     let built = build_model(&cfg, &s.info, &common::devices()[0]).unwrap();
     let mut t = Trainer::new(&built, &s, &cfg.train).unwrap();
-    let err = t.run(true, &mut |_, _| Ok(())).unwrap_err();
+    let err = t.run(&mut asmr_core::trainer::Silent).unwrap_err();
     assert!(matches!(err, Error::NonFinite { .. }), "{err}");
     assert!(err.to_string().contains("train.lr"));
 }
@@ -105,7 +105,7 @@ fn a_time_limit_stops_training_early() {
     cfg.train.time_limit = 1e-9;
     let built = build_model(&cfg, &s.info, &common::devices()[0]).unwrap();
     let mut t = Trainer::new(&built, &s, &cfg.train).unwrap();
-    t.run(true, &mut |_, _| Ok(())).unwrap();
+    t.run(&mut asmr_core::trainer::Silent).unwrap();
     assert_eq!(t.step, 1, "the first step already exceeds the limit");
 }
 
@@ -142,15 +142,15 @@ fn model_checkpoint_rebuilds_the_same_output() {
         cfg.net.bases = asmr_core::Bases::Auto; // 12 and 20 get automatic bases
         let built = build_model(&cfg, &s.info, &dev).unwrap();
         let mut t = Trainer::new(&built, &s, &cfg.train).unwrap();
-        t.run(true, &mut |_, _| Ok(())).unwrap();
+        t.run(&mut asmr_core::trainer::Silent).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
         t.save_best(&path, &cfg, &s).unwrap();
         built.params.restore(&t.best_params).unwrap();
-        let want = asmr_core::run::predict(&built).unwrap();
+        let want = asmr_core::render::predict(&built).unwrap();
         let ckpt = checkpoint::load(&path, &dev).unwrap();
         let again = ckpt.build_model("", &dev, &path).unwrap();
-        assert_eq!(asmr_core::run::predict(&again).unwrap(), want, "{model}");
+        assert_eq!(asmr_core::render::predict(&again).unwrap(), want, "{model}");
     }
 }
 
@@ -188,10 +188,23 @@ fn minibatch_config(epochs: usize) -> Config {
     cfg
 }
 
-/// Minibatch training through the grid sampler, as `run::fit` drives it.
+/// Stops the run after a given step.
+struct StopAfter(usize);
+
+impl Observer for StopAfter {
+    fn stepped(&mut self, t: &Trainer, _: &StepRecord) -> asmr_core::Result<Flow> {
+        Ok(if t.step >= self.0 {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        })
+    }
+}
+
+/// Minibatch training through the grid sampler: the trainer's one loop, as `run::fit` drives it.
 fn train_epochs(
     cfg: &Config,
-    s: &Signal,
+    s: &'static Signal,
     stop_after: Option<usize>,
     resume: Option<&std::path::Path>,
 ) -> Trainer<'static> {
@@ -206,33 +219,24 @@ fn train_epochs(
         cfg.train.seed,
     )
     .unwrap();
-    let spe = sampler.batches_per_epoch();
-    t.set_steps_per_epoch(spe);
+    t.set_batches(Box::new(sampler));
     if let Some(p) = resume {
         t.resume(&checkpoint::load(p, &dev).unwrap(), p).unwrap();
     }
-    while !t.is_done() && stop_after.is_none_or(|n| t.step < n) {
-        let order = sampler.order(t.step / spe);
-        let idx = sampler.batch(&order, t.step % spe);
-        let target = asmr_core::run::target_rows(s, &idx, &dev).unwrap();
-        t.step_points(&idx, &target).unwrap();
-        if t.step.is_multiple_of(spe) {
-            let psnr = asmr_core::run::evaluate_psnr(built, s).unwrap();
-            t.record_evaluation(psnr).unwrap();
-        }
-    }
+    t.run(&mut StopAfter(stop_after.unwrap_or(usize::MAX)))
+        .unwrap();
     t
 }
 
 #[test]
 fn minibatch_epochs_learn_and_resume_exactly() {
-    let s = test_signal(&[16, 16], 1);
+    let s: &'static Signal = Box::leak(Box::new(test_signal(&[16, 16], 1)));
     let cfg = minibatch_config(30);
     let initial = {
         let built = build_model(&cfg, &s.info, &common::devices()[0]).unwrap();
-        asmr_core::run::evaluate_psnr(&built, &s).unwrap()
+        asmr_core::render::evaluate_psnr(&built, s).unwrap()
     };
-    let full = train_epochs(&cfg, &s, None, None);
+    let full = train_epochs(&cfg, s, None, None);
     assert_eq!(full.step, 30 * 4); // 256 samples, 64 per batch
     assert!(
         full.best_psnr > initial + 5.0,
@@ -243,9 +247,9 @@ fn minibatch_epochs_learn_and_resume_exactly() {
 
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.safetensors");
-    let half = train_epochs(&cfg, &s, Some(50), None);
-    half.save_state(&state, &cfg, &s).unwrap();
-    let resumed = train_epochs(&cfg, &s, None, Some(&state));
+    let half = train_epochs(&cfg, s, Some(50), None);
+    half.save_state(&state, &cfg, s).unwrap();
+    let resumed = train_epochs(&cfg, s, None, Some(&state));
     assert_eq!(params_of(&resumed), params_of(&full));
     assert_eq!(
         (resumed.best_step, resumed.best_psnr),
@@ -262,10 +266,10 @@ fn banded_prediction_equals_the_full_grid_forward() {
         cfg.model = model.into();
         cfg.net.bases = asmr_core::Bases::Auto;
         let built = build_model(&cfg, &s.info, &dev).unwrap();
-        let full = asmr_core::run::predict(&built).unwrap();
+        let full = asmr_core::render::predict(&built).unwrap();
         let mut banded = Vec::new();
         let mut bands = 0;
-        asmr_core::run::for_each_band_sized(&built, 0, 50, &mut |_, b| {
+        asmr_core::render::for_each_band_sized(&built, 0, 50, &mut |_, b| {
             banded.extend_from_slice(b);
             bands += 1;
             Ok(())

@@ -4,7 +4,6 @@
 use std::fs::File;
 use std::path::Path;
 
-use asmr_core::registry::LoadOptions;
 use asmr_core::{Error, Result, Signal, SignalInfo};
 use symphonia::core::codecs::audio::AudioDecoderOptions;
 use symphonia::core::errors::Error as SymError;
@@ -12,6 +11,8 @@ use symphonia::core::formats::probe::Hint;
 use symphonia::core::formats::{FormatOptions, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
+
+use crate::options::{AudioOptions, Channels};
 
 /// A decoded recording: interleaved samples in `[-1, 1]`.
 #[derive(Debug, Clone)]
@@ -135,61 +136,13 @@ impl Decoded {
     }
 }
 
-/// The sample rates `--sample-rate` takes (the highest is the highest any common format stores).
-const MIN_RATE: u32 = 100;
-const MAX_RATE: u32 = 768_000;
-
-/// Loader options: `offset` and `seconds` (from the start, in seconds), `sample_rate` (resample,
-/// band-limited, before cutting), `channels` (`mix`, the default, or `keep`: each channel an
-/// output), `float` (`true`: write 32-bit float WAV).
-pub fn load(path: &Path, options: &LoadOptions) -> Result<Signal> {
-    for key in options.keys() {
-        if !["offset", "seconds", "sample_rate", "channels", "float"].contains(&key.as_str()) {
-            return Err(Error::Invalid(format!(
-                "option `{key}` does not apply to audio (offset, seconds, sample_rate, channels, float)"
-            )));
-        }
-    }
-    let number = |key: &str| -> Result<Option<f64>> {
-        options
-            .get(key)
-            .map(|v| {
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|x| x.is_finite() && *x >= 0.0)
-                    .ok_or_else(|| Error::Invalid(format!("--{key} `{v}`: expected seconds >= 0")))
-            })
-            .transpose()
-    };
-    let offset = number("offset")?.unwrap_or(0.0);
-    let seconds = number("seconds")?;
-    let keep = match options.get("channels").map(String::as_str) {
-        None | Some("mix") => false,
-        Some("keep") => true,
-        Some(other) => {
-            return Err(Error::Invalid(format!(
-                "--channels `{other}`: expected mix or keep"
-            )))
-        }
-    };
-    let float = match options.get("float").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => return Err(Error::Invalid(format!("float `{other}`: true or false"))),
-    };
-    let target_rate = match options.get("sample_rate") {
-        None => None,
-        Some(v) => Some(
-            v.parse::<u32>()
-                .ok()
-                .filter(|r| (MIN_RATE..=MAX_RATE).contains(r))
-                .ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "--sample-rate `{v}`: expected Hz from {MIN_RATE} to {MAX_RATE}"
-                    ))
-                })?,
-        ),
-    };
+/// A recording as a signal: the span `options` asks for, resampled and mixed as they say.
+pub fn load(path: &Path, options: &AudioOptions) -> Result<Signal> {
+    let offset = options.offset.unwrap_or(0.0);
+    let seconds = options.seconds;
+    let keep = options.channels == Some(Channels::Keep);
+    let float = options.float;
+    let target_rate = options.sample_rate;
     // Decode only as far as the span asked for (plus what the resampler reads past its end).
     let d = decode_until(path, |from| {
         let end = offset + seconds?;
@@ -236,7 +189,16 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Signal> {
         ));
     }
     let end = match seconds {
-        Some(s) => start.saturating_add((s * rate).round() as usize).min(total),
+        Some(s) => {
+            let wanted = start.saturating_add((s * rate).round() as usize);
+            if wanted > total {
+                notes.push(format!(
+                    "--seconds {s}: the recording holds {:.3} s after the offset; fitting those",
+                    (total - start) as f64 / rate
+                ));
+            }
+            wanted.min(total)
+        }
         None => total,
     };
     if end <= start {

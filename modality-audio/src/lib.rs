@@ -1,19 +1,22 @@
 //! The `audio` modality: recordings decoded with symphonia (WAV, FLAC, MP3, Ogg Vorbis, AAC/ALAC
 //! in MP4...) as 1-D signals `(t)`, waveform `[-1, 1]` mapped to `[0, 1]` by `(x + 1) / 2` for
-//! training (SPEC §1) and back for metrics and output; PSNR (range 2) and SNR; WAV output.
+//! training (docs/method.md, "Signals") and back for metrics and output; PSNR (range 2) and SNR; WAV output.
 
 mod decode;
 mod example;
+pub mod options;
 pub mod resample;
 pub mod spectrogram;
 mod wav;
 
+use asmr_core::config::{parse, SectionSpec, Value};
 use asmr_core::metrics::{psnr_from_mse, Metrics};
 use asmr_core::registry::{BandMetrics, BandWriter, Modality};
 use asmr_core::{Error, Result, Signal, SignalInfo};
 
 pub use decode::{decode, load, Decoded};
 pub use example::example;
+pub use options::{AudioOptions, Channels};
 pub use wav::WavBands;
 
 /// Waveform value of a training-range value.
@@ -76,12 +79,20 @@ asmr_core::inventory::submit! {
         default_preset: "audio-auto",
         example_preset: "audio-demo",
         output_file: "reconstruction.wav",
-        load,
+        config: SectionSpec::of::<AudioOptions>(),
+        load: |path, data: &Value| load(path, &parse::<AudioOptions>(data)?),
         example,
         metrics,
         writer,
         extras: Some(extras),
+        summary,
     }
+}
+
+/// `PSNR 48.20 dB, SNR 30.12 dB`.
+fn summary(m: &Metrics) -> String {
+    let get = |k: &str| m.get(k).copied().unwrap_or(f64::NAN);
+    format!("PSNR {:.2} dB, SNR {:.2} dB", get("psnr"), get("snr"))
 }
 
 /// `spectrogram.png` of the channel-mixed waveforms.
@@ -111,5 +122,5 @@ asmr_core::preset!(
 asmr_core::preset!(
     "audio",
     "audio",
-    "SPEC: first 2 s at 16 kHz, ASMR 4x128 [10,10,16,20], 10,000 steps"
+    "the paper's recipe: first 2 s at 16 kHz, ASMR 4x128 [10,10,16,20], 10,000 steps"
 );

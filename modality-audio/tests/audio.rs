@@ -2,11 +2,22 @@
 
 use std::path::Path;
 
-use asmr_core::registry::{BandWriter, LoadOptions};
+use asmr_core::config::with_values;
+use asmr_core::registry::BandWriter;
 use asmr_core::{Signal, SignalInfo};
-use modality_audio::{decode, load, WavBands};
+use modality_audio::{decode, load, AudioOptions, WavBands};
 
 /// Write `frames` x `channels` of a tone (channel k at 300 * (k + 1) Hz) through our WAV writer.
+/// Audio options from their defaults with `pairs` set.
+fn opts(pairs: &[(&str, &str)]) -> AudioOptions {
+    with_values::<AudioOptions>(pairs).unwrap()
+}
+
+/// Load with options `pairs`; a bad option is an error like a bad file.
+fn load_with(p: &Path, pairs: &[(&str, &str)]) -> asmr_core::Result<Signal> {
+    with_values::<AudioOptions>(pairs).and_then(|o| load(p, &o))
+}
+
 fn write_tone(path: &Path, rate: u32, frames: usize, channels: usize, float: bool) -> Vec<f32> {
     let mut extra = serde_json::Map::new();
     extra.insert("sample_rate".into(), rate.into());
@@ -39,12 +50,6 @@ fn a_span_resampled_equals_the_same_span_of_the_whole_file_resampled() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("long.wav");
     write_tone(&p, 8000, 80_000, 2, true);
-    let opts = |pairs: &[(&str, &str)]| -> LoadOptions {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    };
     for rate in ["8000", "3000", "11025"] {
         let whole = load(&p, &opts(&[("sample_rate", rate), ("channels", "keep")])).unwrap();
         let pairs = [
@@ -90,12 +95,6 @@ fn offset_seconds_and_channels() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("st.wav");
     let wave = write_tone(&p, 1000, 3000, 2, true);
-    let opts = |pairs: &[(&str, &str)]| -> LoadOptions {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    };
     let s = load(&p, &opts(&[])).unwrap();
     assert_eq!((s.info.shape.clone(), s.info.channels), (vec![3000], 1));
     let s = load(
@@ -111,11 +110,11 @@ fn offset_seconds_and_channels() {
     assert_eq!(s.info.extra["sample_rate"], 1000);
     for (pairs, needle) in [
         (vec![("offset", "5")], "past the end"),
-        (vec![("channels", "both")], "mix or keep"),
-        (vec![("seconds", "-1")], "seconds"),
-        (vec![("speed", "2")], "does not apply"),
-        (vec![("sample_rate", "0")], "--sample-rate"),
-        (vec![("sample_rate", "3000000000")], "--sample-rate"),
+        (vec![("channels", "both")], "data.channels"),
+        (vec![("seconds", "-1")], "data.seconds"),
+        (vec![("speed", "2")], "data.speed"),
+        (vec![("sample_rate", "0")], "data.sample_rate"),
+        (vec![("sample_rate", "3000000000")], "data.sample_rate"),
         (vec![("seconds", "1e300"), ("offset", "1")], ""),
     ] {
         if needle.is_empty() {
@@ -123,7 +122,7 @@ fn offset_seconds_and_channels() {
             assert_eq!(load(&p, &opts(&pairs)).unwrap().info.shape, vec![2000]);
             continue;
         }
-        let e = load(&p, &opts(&pairs)).err().unwrap().to_string();
+        let e = load_with(&p, &pairs).err().unwrap().to_string();
         assert!(e.contains(needle), "{pairs:?}: {e}");
     }
 }
@@ -139,7 +138,7 @@ fn bad_files_get_clear_errors() {
     std::fs::write(d.join("header-only.wav"), &bytes[..44]).unwrap();
     std::fs::write(d.join("cut.wav"), &bytes[..20]).unwrap();
     for name in ["notes.txt", "empty.wav", "header-only.wav", "cut.wav"] {
-        let e = load(&d.join(name), &LoadOptions::new()).err();
+        let e = load(&d.join(name), &opts(&[])).err();
         let e = e.unwrap_or_else(|| panic!("{name} loaded")).to_string();
         assert!(e.contains(name), "{e}");
     }
@@ -147,22 +146,18 @@ fn bad_files_get_clear_errors() {
     write_tone(&d.join("long.wav"), 8000, 40000, 1, false);
     let bytes = std::fs::read(d.join("long.wav")).unwrap();
     std::fs::write(d.join("half.wav"), &bytes[..44 + 40000]).unwrap();
-    let e = load(&d.join("half.wav"), &LoadOptions::new())
+    let e = load(&d.join("half.wav"), &opts(&[]))
         .unwrap_err()
         .to_string();
     assert!(e.contains("half.wav") && e.contains("truncated"), "{e}");
     assert!(e.contains("5.000 s") && e.contains("2.500 s"), "{e}");
     // ...also when the span asked for runs past the cut...
-    let mut opts = LoadOptions::new();
-    opts.insert("seconds".into(), "3".into());
-    assert!(load(&d.join("half.wav"), &opts).is_err());
+    assert!(load(&d.join("half.wav"), &opts(&[("seconds", "3")])).is_err());
     // ...but a span inside what it holds loads (decoding stops before the cut)...
-    opts.insert("seconds".into(), "2".into());
-    let s = load(&d.join("half.wav"), &opts).unwrap();
+    let s = load(&d.join("half.wav"), &opts(&[("seconds", "2")])).unwrap();
     assert_eq!(s.info.shape, vec![16000]);
     // ...and one ending just before the cut, where the file's end is reached, loads with a note.
-    opts.insert("seconds".into(), "2.5".into());
-    let s = load(&d.join("half.wav"), &opts).unwrap();
+    let s = load(&d.join("half.wav"), &opts(&[("seconds", "2.5")])).unwrap();
     assert_eq!(s.info.shape, vec![20000]);
     assert!(
         s.notes.iter().any(|n| n.contains("truncated")),
@@ -170,7 +165,7 @@ fn bad_files_get_clear_errors() {
         s.notes
     );
     // A whole file carries no note.
-    let s = load(&d.join("long.wav"), &LoadOptions::new()).unwrap();
+    let s = load(&d.join("long.wav"), &opts(&[])).unwrap();
     assert!(s.notes.is_empty(), "{:?}", s.notes);
 }
 
@@ -258,7 +253,7 @@ fn decodes_every_container_claimed() {
 #[test]
 fn an_unsupported_codec_is_named() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tone-opus.ogg");
-    let e = load(&p, &LoadOptions::new()).err().unwrap().to_string();
+    let e = load(&p, &opts(&[])).err().unwrap().to_string();
     assert!(
         e.contains("tone-opus.ogg") && e.contains("unsupported"),
         "{e}"

@@ -27,7 +27,7 @@ pub fn load(path: &Path) -> Result<Signal> {
         None => return Err(Error::input(path, "not a PNG or JPEG image")),
     }
     // The header says how much a picture needs before any of it is decoded.
-    let allowed = asmr_core::run::input_memory_limit() as u64;
+    let allowed = asmr_core::memory::input_memory_limit() as u64;
     let (w, h, need) = {
         use image::ImageDecoder;
         let decoder = open()?
@@ -38,7 +38,8 @@ pub fn load(path: &Path) -> Result<Signal> {
     };
     let what = format!("a {w} x {h} picture decoded");
     let fix = "scale it down first";
-    if let Some(m) = asmr_core::run::input_too_large(&what, need as usize, allowed as usize, fix) {
+    if let Some(m) = asmr_core::memory::input_too_large(&what, need as usize, allowed as usize, fix)
+    {
         return Err(Error::input(path, m));
     }
     let mut limits = image::Limits::default();

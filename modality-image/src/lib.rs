@@ -1,10 +1,11 @@
 //! The `image` modality: PNG and JPEG photos (8 or 16 bit, gray or RGB) as `(h, w)` signals with
-//! 1 or 3 channels, PSNR and SSIM (SPEC §7), and the reconstruction written as PNG.
+//! 1 or 3 channels, PSNR and SSIM (docs/method.md, "Metrics"), and the reconstruction written as PNG.
 
 mod example;
 mod io;
 mod presets;
 
+use asmr_core::config::{Section, SectionSpec};
 use asmr_core::metrics::{clamped_mse, psnr_from_mse, Metrics, SsimBands};
 use asmr_core::registry::{BandMetrics, BandWriter, Modality};
 use asmr_core::{Error, Result, Signal, SignalInfo};
@@ -74,6 +75,25 @@ impl BandMetrics for ImageMetrics<'_> {
     }
 }
 
+/// `data.*` of images: none (a photo is read as stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageOptions {}
+
+impl Section for ImageOptions {
+    const PATH: &'static str = "data";
+    const DEFAULTS: &'static str = "{}";
+}
+
+/// `PSNR 31.20 dB, SSIM 0.9321`.
+pub fn summary(m: &Metrics) -> String {
+    let mut line = format!("PSNR {:.2} dB", m.get("psnr").copied().unwrap_or(f64::NAN));
+    if let Some(s) = m.get("ssim") {
+        line += &format!(", SSIM {s:.4}");
+    }
+    line
+}
+
 fn band_metrics(target: &Signal) -> Box<dyn BandMetrics + '_> {
     Box::new(ImageMetrics::new(target))
 }
@@ -89,13 +109,12 @@ asmr_core::inventory::submit! {
         default_preset: "image",
         example_preset: "demo",
         output_file: "reconstruction.png",
-        load: |path, options| match options.keys().next() {
-            Some(k) => Err(Error::Invalid(format!("option `{k}` does not apply to images"))),
-            None => load(path),
-        },
+        config: SectionSpec::of::<ImageOptions>(),
+        load: |path, _| load(path),
         example,
         metrics: band_metrics,
         writer: png_writer,
         extras: None,
+        summary,
     }
 }

@@ -1,4 +1,4 @@
-//! The image presets of SPEC §5 (YAML overlays over asmr-core's defaults).
+//! The paper's image presets (docs/method.md, "Training"): YAML overlays over asmr-core's defaults.
 
 asmr_core::preset!(
     "image",

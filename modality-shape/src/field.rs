@@ -11,13 +11,35 @@ use asmr_core::kernels::{num_threads, split_range};
 use crate::bvh::Bvh;
 use crate::mesh::Mesh;
 
-/// What the field holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the field holds (`sdf` or `occupancy` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum Target {
     /// `0.5 - 0.5 clamp(sdf / band, -1, 1)`: 0.5 on the surface, above inside.
     Sdf,
     /// 1 inside, 0 outside.
     Occupancy,
+}
+
+impl TryFrom<String> for Target {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "sdf" => Ok(Target::Sdf),
+            "occupancy" => Ok(Target::Occupancy),
+            _ => Err(format!("`{s}` is neither sdf nor occupancy")),
+        }
+    }
+}
+
+impl From<Target> for String {
+    fn from(t: Target) -> String {
+        match t {
+            Target::Sdf => "sdf",
+            Target::Occupancy => "occupancy",
+        }
+        .into()
+    }
 }
 
 /// Iso-level of the surface in either field.

@@ -1,16 +1,14 @@
 //! The `shape` modality: loading meshes as fields, options, the OBJ writer, metrics, bad input.
 
-use asmr_core::registry::{find_modality, find_preset, BandMetrics, BandWriter, LoadOptions};
+use asmr_core::config::with_values;
+use asmr_core::registry::{find_modality, find_preset, BandMetrics, BandWriter};
 use asmr_core::Error;
 use modality_shape::mesh::{load_obj, Mesh};
 use modality_shape::shapes::sphere;
 use modality_shape::{load, FieldOptions};
 
-fn opts(pairs: &[(&str, &str)]) -> LoadOptions {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+fn opts(pairs: &[(&str, &str)]) -> FieldOptions {
+    with_values::<FieldOptions>(pairs).unwrap()
 }
 
 /// A sphere of radius 2 around (10, 0, -3), in its own units, written as OBJ.
@@ -80,9 +78,9 @@ fn occupancy_target_and_options() {
         ("target", "volume"),
         ("frames", "3"),
     ] {
-        let e = FieldOptions::from_options(&opts(&[(k, v)])).unwrap_err();
+        let e = with_values::<FieldOptions>(&[(k, v)]).unwrap_err();
         assert!(
-            matches!(&e, Error::Config { key, .. } if key == &format!("data.{k}")),
+            matches!(&e, Error::Config { key, .. } if *key == format!("data.{k}")),
             "{k}={v}: {e}"
         );
     }

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use asmr_core::{Error, LoadOptions, Result};
+use asmr_core::config::{OptionSpec, Section};
+use asmr_core::{Error, Result};
 use ffmpeg::format::Pixel;
 use ffmpeg::media::Type;
 use ffmpeg::software::scaling::{context::Context as Scaler, flag::Flags};
@@ -22,61 +23,91 @@ pub struct DecodeOptions {
     pub stride: usize,
     /// Scale every frame to this `(width, height)`.
     pub size: Option<(u32, u32)>,
-    /// Most bytes the kept frames may take (RGB24); `None`: `asmr_core::run::input_memory_limit`.
+    /// Most bytes the kept frames may take (RGB24); `None`: `asmr_core::memory::input_memory_limit`.
     pub max_bytes: Option<usize>,
 }
 
 impl DecodeOptions {
-    /// From the `data.*` loader options: `start`, `frames`, `stride`, `size` (`WxH`).
-    pub fn from_options(o: &LoadOptions) -> Result<Self> {
-        let mut d = DecodeOptions {
-            stride: 1,
-            ..Default::default()
-        };
-        for (k, v) in o {
-            let bad = |what: &str| Error::config(format!("data.{k}"), format!("`{v}` {what}"));
-            match k.as_str() {
-                "start" => {
-                    let s: f64 = v.parse().map_err(|_| bad("is not a number of seconds"))?;
-                    if !(s.is_finite() && s >= 0.0) {
-                        return Err(bad("must be zero or more seconds"));
-                    }
-                    d.start = Some(s);
-                }
-                "frames" => {
-                    let n: usize = v.parse().map_err(|_| bad("is not a frame count"))?;
-                    if n == 0 {
-                        return Err(bad("must be at least 1"));
-                    }
-                    d.frames = Some(n);
-                }
-                "stride" => {
-                    let n: usize = v.parse().map_err(|_| bad("is not a whole number"))?;
-                    if n == 0 {
-                        return Err(bad("must be at least 1"));
-                    }
-                    d.stride = n;
-                }
-                "size" => {
-                    let parsed = v.split_once(['x', 'X']).and_then(|(w, h)| {
-                        Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?))
-                    });
-                    match parsed {
-                        Some((w, h)) if w > 0 && h > 0 && w <= 16384 && h <= 16384 => {
-                            d.size = Some((w, h))
-                        }
-                        _ => return Err(bad("is not a size WxH (e.g. 480x270)")),
-                    }
-                }
-                _ => {
-                    return Err(Error::config(
-                        format!("data.{k}"),
-                        "does not apply to video (start, frames, stride, size do)",
-                    ))
-                }
+    /// From the configuration's `data` section (already validated).
+    pub fn from_config(o: &VideoOptions) -> Self {
+        DecodeOptions {
+            start: o.start,
+            frames: o.frames,
+            stride: o.stride,
+            size: o.size.as_deref().and_then(parse_size),
+            max_bytes: None,
+        }
+    }
+}
+
+/// `WxH` (e.g. `480x270`), each side 1 to 16384.
+pub fn parse_size(v: &str) -> Option<(u32, u32)> {
+    let (w, h) = v.split_once(['x', 'X'])?;
+    let (w, h) = (w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?);
+    (w > 0 && h > 0 && w <= 16384 && h <= 16384).then_some((w, h))
+}
+
+/// `data.*` of the video modality: which frames are fitted, at which size.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoOptions {
+    /// Seconds into the clip of the first frame kept.
+    pub start: Option<f64>,
+    /// Frames to keep (after the stride); all by default.
+    pub frames: Option<usize>,
+    /// Keep every `stride`-th frame.
+    pub stride: usize,
+    /// Scale frames to `WxH` (Lanczos).
+    pub size: Option<String>,
+}
+
+impl Section for VideoOptions {
+    const PATH: &'static str = "data";
+    const DEFAULTS: &'static str = "\
+start: null        # seconds into the clip of the first frame (--start)
+frames: null       # frames to keep, after the stride (--frames); null: all
+stride: 1          # keep every K-th frame (--stride)
+size: null         # scale frames to WxH, Lanczos (--size); null: as stored
+";
+    const OPTIONS: &'static [OptionSpec] = &[
+        OptionSpec::value(
+            "start",
+            "start",
+            "Seconds into the clip of the first frame kept",
+        ),
+        OptionSpec::value("frames", "frames", "Frames to keep (after --stride)"),
+        OptionSpec::value("stride", "stride", "Keep every K-th frame"),
+        OptionSpec::word(
+            "size",
+            "size",
+            "Scale frames to WxH (Lanczos), e.g. 480x270",
+        ),
+    ];
+
+    fn validate(&self) -> Result<()> {
+        if let Some(s) = self.start {
+            if !(s.is_finite() && s >= 0.0) {
+                return Err(Self::bad(
+                    "start",
+                    format!("`{s}` must be zero or more seconds"),
+                ));
             }
         }
-        Ok(d)
+        if self.frames == Some(0) {
+            return Err(Self::bad("frames", "`0` must be at least 1"));
+        }
+        if self.stride == 0 {
+            return Err(Self::bad("stride", "`0` must be at least 1"));
+        }
+        if let Some(v) = &self.size {
+            if parse_size(v).is_none() {
+                return Err(Self::bad(
+                    "size",
+                    format!("`{v}` is not a size WxH (e.g. 480x270)"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -154,7 +185,7 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Clip> {
         opts,
         max_bytes: opts
             .max_bytes
-            .unwrap_or_else(asmr_core::run::input_memory_limit),
+            .unwrap_or_else(asmr_core::memory::input_memory_limit),
         // What the header promises, to refuse a clip too large before decoding all of it.
         expected: {
             let stride = opts.stride.max(1);
@@ -348,7 +379,7 @@ impl FrameSink<'_> {
         let what = format!("{frames} frames of {ow}x{oh} (8-bit RGB)");
         let fix = "keep fewer frames (--frames, --stride) or scale them down (--size)";
         let need = frames.saturating_mul(frame_bytes);
-        if let Some(m) = asmr_core::run::input_too_large(&what, need, self.max_bytes, fix) {
+        if let Some(m) = asmr_core::memory::input_too_large(&what, need, self.max_bytes, fix) {
             return Err(m);
         }
         if self.size.is_none() {

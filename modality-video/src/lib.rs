@@ -1,6 +1,6 @@
 //! The `video` modality: clips decoded with ffmpeg-next (any container and codec the system's
 //! FFmpeg reads) as `(t, h, w)` signals with 3 channels; PSNR and SSIM per frame, reported as mean
-//! and standard deviation over frames (SPEC §7), plus the whole clip's PSNR; the reconstruction as
+//! and standard deviation over frames (docs/method.md, "Metrics"), plus the whole clip's PSNR; the reconstruction as
 //! H.264 MP4 and `frames.png` (original above reconstruction).
 
 mod decode;
@@ -10,18 +10,19 @@ mod strip;
 
 use std::path::Path;
 
+use asmr_core::config::{parse, SectionSpec, Value};
 use asmr_core::metrics::{clamped_mse, psnr_from_mse, ssim, Metrics, SSIM_WINDOW};
 use asmr_core::output::write_atomic;
-use asmr_core::registry::{BandMetrics, BandWriter, LoadOptions, Modality};
+use asmr_core::registry::{BandMetrics, BandWriter, Modality};
 use asmr_core::{Error, Result, Samples, Signal, SignalInfo};
 
-pub use decode::{decode, Clip, DecodeOptions};
+pub use decode::{decode, parse_size, Clip, DecodeOptions, VideoOptions};
 pub use encode::{geometry, write_clip, EncodeSpec, Geometry, Mp4Bands, VideoEncoder, MP4_H264};
 pub use example::example;
 
 /// Decode a clip into a signal (`data.start`, `data.frames`, `data.stride`, `data.size`).
-pub fn load(path: &Path, options: &LoadOptions) -> Result<Signal> {
-    let opts = DecodeOptions::from_options(options)?;
+pub fn load(path: &Path, options: &VideoOptions) -> Result<Signal> {
+    let opts = DecodeOptions::from_config(options);
     let clip = decode(path, &opts)?;
     signal_from_clip(clip, &path.display().to_string())
 }
@@ -168,12 +169,30 @@ asmr_core::inventory::submit! {
         default_preset: "video",
         example_preset: "video-demo",
         output_file: "reconstruction.mp4",
-        load,
+        config: SectionSpec::of::<VideoOptions>(),
+        load: |path, data: &Value| load(path, &parse::<VideoOptions>(data)?),
         example,
         metrics: band_metrics,
         writer: mp4_writer,
         extras: Some(extras),
+        summary,
     }
+}
+
+/// `PSNR 30.10 dB, SSIM 0.9120 (per frame: PSNR 30.05 ± 0.80 dB, SSIM ± 0.0100)`.
+fn summary(m: &Metrics) -> String {
+    let mut line = format!("PSNR {:.2} dB", m.get("psnr").copied().unwrap_or(f64::NAN));
+    if let Some(s) = m.get("ssim") {
+        line += &format!(", SSIM {s:.4}");
+    }
+    if let (Some(mean), Some(std)) = (m.get("psnr_frame_mean"), m.get("psnr_frame_std")) {
+        line += &format!(" (per frame: PSNR {mean:.2} ± {std:.2} dB");
+        if let Some(s) = m.get("ssim_frame_std") {
+            line += &format!(", SSIM ± {s:.4}");
+        }
+        line += ")";
+    }
+    line
 }
 
 asmr_core::preset!(
@@ -189,5 +208,5 @@ asmr_core::preset!(
 asmr_core::preset!(
     "video",
     "video-uvg",
-    "SPEC: 150x270x480 UVG clips, ASMR 10x512 with the paper's bases, 194,400-sample batches on a [15,27,48] grid, 300 epochs, grad clip 0.1"
+    "the paper's recipe: 150x270x480 UVG clips, ASMR 10x512 with the paper's bases, 194,400-sample batches on a [15,27,48] grid, 300 epochs, grad clip 0.1"
 );

@@ -3,11 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use asmr_core::registry::{find_modality, BandMetrics, BandWriter, LoadOptions};
+use asmr_core::config::with_values;
+use asmr_core::registry::{find_modality, BandMetrics, BandWriter};
 use asmr_core::{Error, Samples, Signal, SignalInfo};
 use ffmpeg_next::format::Pixel;
 use modality_video::{
-    decode, write_clip, DecodeOptions, EncodeSpec, Geometry, Mp4Bands, VideoMetrics, MP4_H264,
+    decode, write_clip, DecodeOptions, EncodeSpec, Geometry, Mp4Bands, VideoMetrics, VideoOptions,
+    MP4_H264,
 };
 
 /// `n` frames of `w x h` RGB: smooth gradients that drift with the frame index, and the frame index
@@ -61,18 +63,19 @@ fn psnr_u8(a: &[u8], b: &[u8]) -> f64 {
     10.0 * (255.0f64 * 255.0 / mse).log10()
 }
 
-fn opts(pairs: &[(&str, &str)]) -> LoadOptions {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+fn opts(pairs: &[(&str, &str)]) -> VideoOptions {
+    with_values::<VideoOptions>(pairs).unwrap()
+}
+
+fn decode_options(pairs: &[(&str, &str)]) -> DecodeOptions {
+    DecodeOptions::from_config(&opts(pairs))
 }
 
 #[test]
 fn lossless_clip_decodes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let path = make(dir.path(), "a.mkv", &PNG_MKV, 10, 24, 16);
-    let clip = decode(&path, &DecodeOptions::from_options(&opts(&[])).unwrap()).unwrap();
+    let clip = decode(&path, &decode_options(&[])).unwrap();
     assert_eq!((clip.frames, clip.width, clip.height), (10, 24, 16));
     assert_eq!(clip.rate, (25, 1));
     assert_eq!(clip.rgb, frames(10, 24, 16));
@@ -82,7 +85,7 @@ fn lossless_clip_decodes_exactly() {
 fn odd_sizes_decode_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let path = make(dir.path(), "odd.mkv", &PNG_MKV, 3, 33, 25);
-    let clip = decode(&path, &DecodeOptions::from_options(&opts(&[])).unwrap()).unwrap();
+    let clip = decode(&path, &decode_options(&[])).unwrap();
     assert_eq!((clip.frames, clip.width, clip.height), (3, 33, 25));
     assert_eq!(clip.rgb, frames(3, 33, 25));
 }
@@ -98,17 +101,13 @@ fn start_stride_and_frames_pick_the_right_frames() {
         clip.rgb.chunks_exact(frame).map(|f| f[0]).collect()
     };
     // 0.2 s at 25 fps is frame 5; every 3rd frame from there; 4 of them.
-    let o = opts(&[("start", "0.2"), ("stride", "3"), ("frames", "4")]);
-    let clip = decode(&path, &DecodeOptions::from_options(&o).unwrap()).unwrap();
+    let o = decode_options(&[("start", "0.2"), ("stride", "3"), ("frames", "4")]);
+    let clip = decode(&path, &o).unwrap();
     assert_eq!(index(&clip), vec![5, 8, 11, 14]);
     assert_eq!(clip.rate, (25, 3));
     assert_eq!(&clip.rgb[..frame], &all[5 * frame..6 * frame]);
     // The stride alone keeps frames 0, 2, ..., 18.
-    let clip = decode(
-        &path,
-        &DecodeOptions::from_options(&opts(&[("stride", "2")])).unwrap(),
-    )
-    .unwrap();
+    let clip = decode(&path, &decode_options(&[("stride", "2")])).unwrap();
     assert_eq!(
         index(&clip),
         (0..20).step_by(2).map(|i| i as u8).collect::<Vec<_>>()
@@ -120,11 +119,7 @@ fn start_stride_and_frames_pick_the_right_frames() {
 fn size_scales_every_frame() {
     let dir = tempfile::tempdir().unwrap();
     let path = make(dir.path(), "a.mkv", &PNG_MKV, 4, 64, 48);
-    let clip = decode(
-        &path,
-        &DecodeOptions::from_options(&opts(&[("size", "31x17")])).unwrap(),
-    )
-    .unwrap();
+    let clip = decode(&path, &decode_options(&[("size", "31x17")])).unwrap();
     assert_eq!((clip.frames, clip.width, clip.height), (4, 31, 17));
     assert_eq!(clip.rgb.len(), 4 * 31 * 17 * 3);
     // A smooth gradient survives Lanczos scaling: the mean colour hardly moves.
@@ -151,8 +146,7 @@ fn codecs_and_containers_round_trip() {
         ("a.ogv", yuv("ogg", "libtheora"), 20.0),
     ] {
         let path = make(dir.path(), name, &spec, n, w, h);
-        let clip = decode(&path, &DecodeOptions::from_options(&opts(&[])).unwrap())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let clip = decode(&path, &decode_options(&[])).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!((clip.frames, clip.width, clip.height), (n, w, h), "{name}");
         assert_eq!(clip.rate, (25, 1), "{name}");
         let p = psnr_u8(&clip.rgb, &src);
@@ -184,7 +178,7 @@ fn mp4_writer_writes_every_frame_at_the_clip_rate() {
     }
     assert!(!path.exists(), "nothing in place before finish");
     writer.finish().unwrap();
-    let clip = decode(&path, &DecodeOptions::from_options(&opts(&[])).unwrap()).unwrap();
+    let clip = decode(&path, &decode_options(&[])).unwrap();
     assert_eq!(clip.frames, n);
     assert_eq!(clip.rate, (30000, 1001));
     assert_eq!(clip.pixel_aspect, (128, 117));
@@ -318,7 +312,7 @@ fn bad_input_is_named() {
 
     // A clip too large to fit in memory is refused at its first frame, from what the header
     // promises (12 frames of 32 x 32 RGB: 36,864 bytes); a cut that fits is decoded.
-    let mut o = DecodeOptions::from_options(&opts(&[])).unwrap();
+    let mut o = decode_options(&[]);
     o.max_bytes = Some(30_000);
     let e = decode(&good, &o).unwrap_err().to_string();
     assert!(
@@ -368,9 +362,9 @@ fn bad_options_name_their_key() {
         ("size", "640"),
         ("sample_rate", "8000"),
     ] {
-        let e = DecodeOptions::from_options(&opts(&[(k, v)])).unwrap_err();
+        let e = with_values::<VideoOptions>(&[(k, v)]).unwrap_err();
         assert!(
-            matches!(&e, Error::Config { key, .. } if key == &format!("data.{k}")),
+            matches!(&e, Error::Config { key, .. } if *key == format!("data.{k}")),
             "{k}={v}: {e}"
         );
     }

@@ -1,4 +1,4 @@
-//! ASMR (SPEC §3): a SIREN backbone whose hidden layer `l-1` is modulated by level `l` of a
+//! ASMR (docs/method.md, "The ASMR network"): a SIREN backbone whose hidden layer `l-1` is modulated by level `l` of a
 //! multi-resolution decomposition. Because a level-`l` activation depends only on digits `0..=l`, the
 //! whole grid can be computed coarse-to-fine with each activation shared by the cell below it.
 
@@ -276,7 +276,7 @@ impl Model for Asmr {
     }
 }
 
-/// SPEC §4: backbone layer `i` runs at `prod_a C_{a,i}` points, modulator `l` at `prod_a B_{a,l}`,
+/// Cost (docs/method.md): backbone layer `i` runs at `prod_a C_{a,i}` points, modulator `l` at `prod_a B_{a,l}`,
 /// the modulation add at every hidden resolution; totals are divided by the signal's sample count.
 pub fn profile(ctx: &ModelContext) -> Result<Profile> {
     let grid = ctx.resolve_grid()?;
@@ -325,5 +325,6 @@ inventory::submit! {
         build,
         profile,
         optim: crate::config::OptimDefaults::adam(1e-4),
+        config: None,
     }
 }

@@ -9,10 +9,42 @@ use candle_nn::{Init, VarBuilder};
 
 use super::lattice::{dense_index, for_each_corner};
 use super::{all_indices, Model, ModelContext, ModelEntry};
-use crate::config::OptimDefaults;
+use crate::config::{auto_list, OptimDefaults, OptionSpec, Section, SectionSpec};
 use crate::error::{Error, Result};
 use crate::kernels::interp::{interpolate, Gather};
 use crate::profile::Profile;
+
+/// `net.grid`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridConfig {
+    /// Grid points per axis: one value for every axis or one per axis; empty (`auto`): half the
+    /// signal's samples per axis.
+    #[serde(with = "auto_list")]
+    pub resolution: Vec<usize>,
+}
+
+impl Section for GridConfig {
+    const PATH: &'static str = "net.grid";
+    const DEFAULTS: &'static str = "\
+resolution: auto   # points per axis (one value, or one per axis); auto: half the samples per axis
+";
+    const OPTIONS: &'static [OptionSpec] = &[OptionSpec::value(
+        "resolution",
+        "grid-resolution",
+        "dense grid: points per axis, one value or [per, axis] (auto: half the samples)",
+    )];
+
+    fn validate(&self) -> Result<()> {
+        if self.resolution.contains(&0) || self.resolution.contains(&1) {
+            return Err(Self::bad(
+                "resolution",
+                "grid points per axis must be at least 2",
+            ));
+        }
+        Ok(())
+    }
+}
 
 pub struct DenseGrid {
     table: Tensor,
@@ -25,7 +57,7 @@ pub struct DenseGrid {
 /// Lattice points per axis: `net.grid.resolution` (one for all axes or one per axis), or half
 /// the samples (at least 2).
 pub fn resolution(ctx: &ModelContext) -> Result<Vec<usize>> {
-    let r = &ctx.net.grid.resolution;
+    let r = &ctx.section::<GridConfig>()?.resolution;
     let d = ctx.dims();
     match r.len() {
         0 => Ok(ctx
@@ -123,5 +155,6 @@ inventory::submit! {
         build,
         profile,
         optim: OptimDefaults::adam(1e-1),
+        config: Some(SectionSpec::of::<GridConfig>()),
     }
 }

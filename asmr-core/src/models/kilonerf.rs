@@ -1,4 +1,4 @@
-//! KiloNeRF baseline (SPEC §6): the signal's domain is cut into a grid of tiles (16 per axis by
+//! KiloNeRF baseline (docs/method.md, "Baselines"): the signal's domain is cut into a grid of tiles (16 per axis by
 //! default, `net.kilonerf.tiles`), each with its own small MLP — 6 layers 32 wide, positional
 //! encoding of the in-tile coordinate with 10 frequencies, LeakyReLU 0.2, Kaiming init; lr 5e-4.
 //!
@@ -14,16 +14,61 @@ use candle_nn::{Init, VarBuilder};
 
 use super::encoding::{fourier_features, fourier_width};
 use super::{all_indices, Model, ModelContext, ModelEntry};
-use crate::config::OptimDefaults;
+use crate::config::{OptimDefaults, OptionSpec, Section, SectionSpec};
 use crate::error::{Error, Result};
 use crate::layers::{kaiming_bound, leaky_relu, mlp_macs};
 use crate::profile::Profile;
 
 const SLOPE: f64 = 0.2;
 
+/// `net.kilonerf`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KiloNerfConfig {
+    /// Tiles per axis: one value for every axis, or one per axis.
+    pub tiles: Vec<usize>,
+    pub layers: usize,
+    pub hidden: usize,
+    pub frequencies: usize,
+}
+
+impl Section for KiloNerfConfig {
+    const PATH: &'static str = "net.kilonerf";
+    const DEFAULTS: &'static str = "\
+tiles: [16]        # tiles per axis (one value, or one per axis)
+layers: 6          # layers of each tile's MLP, output layer included
+hidden: 32         # width of each tile's MLP
+frequencies: 10    # positional encoding of the in-tile coordinate
+";
+    const OPTIONS: &'static [OptionSpec] = &[OptionSpec::value(
+        "tiles",
+        "kilonerf-tiles",
+        "KiloNeRF: tiles per axis, one value or [per, axis]",
+    )];
+
+    fn validate(&self) -> Result<()> {
+        if self.tiles.is_empty() || self.tiles.contains(&0) {
+            return Err(Self::bad(
+                "tiles",
+                "must be one or more numbers of at least 1",
+            ));
+        }
+        if self.layers < 1 {
+            return Err(Self::bad("layers", "must be at least 1"));
+        }
+        if self.hidden < 1 {
+            return Err(Self::bad("hidden", "must be at least 1"));
+        }
+        if self.frequencies > 32 {
+            return Err(Self::bad("frequencies", "must be at most 32"));
+        }
+        Ok(())
+    }
+}
+
 /// Tiles per axis, at most one per sample.
 pub fn tiles(ctx: &ModelContext) -> Result<Vec<usize>> {
-    let t = &ctx.net.kilonerf.tiles;
+    let t = &ctx.section::<KiloNerfConfig>()?.tiles;
     let d = ctx.dims();
     let per_axis = match t.len() {
         1 => vec![t[0]; d],
@@ -42,12 +87,12 @@ pub fn tiles(ctx: &ModelContext) -> Result<Vec<usize>> {
         .collect())
 }
 
-fn sizes(ctx: &ModelContext) -> Vec<usize> {
-    let k = &ctx.net.kilonerf;
+fn sizes(ctx: &ModelContext) -> Result<Vec<usize>> {
+    let k = ctx.section::<KiloNerfConfig>()?;
     let mut s = vec![fourier_width(ctx.dims(), k.frequencies)];
     s.extend(std::iter::repeat_n(k.hidden, k.layers.saturating_sub(1)));
     s.push(ctx.channels);
-    s
+    Ok(s)
 }
 
 /// A batch grouped by tile: `[tiles, per_tile, in]` inputs (padding rows are zeros) and where
@@ -72,7 +117,7 @@ impl KiloNerf {
     pub fn new(ctx: &ModelContext, vb: VarBuilder) -> Result<Self> {
         let tiles = tiles(ctx)?;
         let count: usize = tiles.iter().product();
-        let sizes = sizes(ctx);
+        let sizes = sizes(ctx)?;
         let mut weights = Vec::new();
         let mut biases = Vec::new();
         for (l, w) in sizes.windows(2).enumerate() {
@@ -94,7 +139,7 @@ impl KiloNerf {
             biases,
             tiles,
             shape: ctx.signal_shape.clone(),
-            frequencies: ctx.net.kilonerf.frequencies,
+            frequencies: ctx.section::<KiloNerfConfig>()?.frequencies,
             channels: ctx.channels,
             device: vb.device().clone(),
             full: OnceLock::new(),
@@ -179,7 +224,7 @@ impl Model for KiloNerf {
 /// A sample runs through one tile's MLP: its multiply-adds; parameters are every tile's.
 pub fn profile(ctx: &ModelContext) -> Result<Profile> {
     let count: usize = tiles(ctx)?.iter().product();
-    let s = sizes(ctx);
+    let s = sizes(ctx)?;
     let per_tile = mlp_macs(&s);
     Ok(Profile::new(
         count * per_tile,
@@ -199,5 +244,6 @@ inventory::submit! {
         build,
         profile,
         optim: OptimDefaults::adam(5e-4),
+        config: Some(SectionSpec::of::<KiloNerfConfig>()),
     }
 }

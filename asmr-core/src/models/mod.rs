@@ -14,7 +14,7 @@ pub mod wire;
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::config::{NetConfig, OptimDefaults};
+use crate::config::{NetConfig, OptimDefaults, Section, SectionSpec};
 use crate::error::{Error, Result};
 use crate::grid::MultiResGrid;
 use crate::params::ParamStore;
@@ -53,6 +53,11 @@ impl ModelContext {
             channels,
             grid: None,
         }
+    }
+
+    /// The model's own section of `net` in its type ([`NetConfig::section`]).
+    pub fn section<T: Section>(&self) -> Result<T> {
+        self.net.section::<T>()
     }
 
     pub fn dims(&self) -> usize {
@@ -114,6 +119,9 @@ pub struct ModelEntry {
     pub profile: ProfileFn,
     /// Optimiser settings the configuration's `auto` keys take.
     pub optim: OptimDefaults,
+    /// The model's own configuration section (`net.<name>`), if it has settings beyond the shared
+    /// `net.*` keys.
+    pub config: Option<SectionSpec>,
 }
 
 inventory::collect!(ModelEntry);

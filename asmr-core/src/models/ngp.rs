@@ -1,4 +1,4 @@
-//! Instant-NGP baseline (SPEC §6): a multiresolution hash encoding, then a ReLU MLP with one
+//! Instant-NGP baseline (docs/method.md, "Baselines"): a multiresolution hash encoding, then a ReLU MLP with one
 //! hidden layer; Adam lr 1e-2, betas (0.9, 0.99), eps 1e-15, weight decay 1e-6, lr x0.33 every
 //! 100 steps.
 //!
@@ -17,7 +17,7 @@ use candle_nn::{Init, VarBuilder};
 
 use super::lattice::{dense_index, for_each_corner};
 use super::{all_indices, Model, ModelContext, ModelEntry};
-use crate::config::{LrSchedule, OptimDefaults};
+use crate::config::{auto_usize, LrSchedule, OptimDefaults, OptionSpec, Section, SectionSpec};
 use crate::error::Result;
 use crate::kernels::interp::{interpolate, Gather};
 use crate::layers::{mlp_macs, Mlp};
@@ -37,6 +37,68 @@ pub fn spatial_hash(vertex: &[u32], log2_table: u32) -> u32 {
     h & ((1u32 << log2_table) - 1)
 }
 
+/// `net.ngp`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NgpConfig {
+    pub levels: usize,
+    pub features: usize,
+    pub log2_table: u32,
+    pub min_res: usize,
+    /// Finest resolution; `None` (`auto`): the signal's longest axis.
+    #[serde(with = "auto_usize")]
+    pub max_res: Option<usize>,
+    pub hidden: usize,
+}
+
+impl Section for NgpConfig {
+    const PATH: &'static str = "net.ngp";
+    const DEFAULTS: &'static str = "\
+levels: 16         # resolutions of the hash encoding
+features: 2        # features per level
+log2_table: 16     # 2^16 table entries per level
+min_res: 16        # coarsest resolution
+max_res: auto      # finest resolution; auto: the signal's longest axis
+hidden: 64         # width of the MLP's one hidden layer
+";
+    const OPTIONS: &'static [OptionSpec] = &[
+        OptionSpec::value(
+            "levels",
+            "ngp-levels",
+            "Instant-NGP: levels of the hash encoding",
+        ),
+        OptionSpec::value(
+            "log2_table",
+            "ngp-log2-table",
+            "Instant-NGP: log2 of the table entries per level (4..26)",
+        ),
+    ];
+
+    fn validate(&self) -> Result<()> {
+        let at_least_1 = [
+            ("levels", self.levels),
+            ("features", self.features),
+            ("min_res", self.min_res),
+            ("hidden", self.hidden),
+        ];
+        for (key, v) in at_least_1 {
+            if v < 1 {
+                return Err(Self::bad(key, "must be at least 1"));
+            }
+        }
+        if !(4..=26).contains(&self.log2_table) {
+            return Err(Self::bad("log2_table", "must be between 4 and 26"));
+        }
+        if self.max_res.is_some_and(|m| m < self.min_res) {
+            return Err(Self::bad(
+                "max_res",
+                "must be auto or at least net.ngp.min_res",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One level of the encoding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Level {
@@ -48,8 +110,8 @@ pub struct Level {
 }
 
 /// The levels for a context (`net.ngp`).
-pub fn levels(ctx: &ModelContext) -> Vec<Level> {
-    let g = &ctx.net.ngp;
+pub fn levels(ctx: &ModelContext) -> Result<Vec<Level>> {
+    let g = ctx.section::<NgpConfig>()?;
     let d = ctx.dims() as u32;
     let max_res = g
         .max_res
@@ -62,7 +124,7 @@ pub fn levels(ctx: &ModelContext) -> Vec<Level> {
     };
     let table = 1usize << g.log2_table;
     let mut offset = 0;
-    (0..g.levels)
+    Ok((0..g.levels)
         .map(|l| {
             // Rounded before the floor so that R_max itself is reached despite float error.
             let resolution = ((g.min_res as f64 * (b * l as f64).exp()) + 1e-9).floor() as usize;
@@ -78,7 +140,7 @@ pub fn levels(ctx: &ModelContext) -> Vec<Level> {
             offset += rows;
             level
         })
-        .collect()
+        .collect())
 }
 
 pub struct Ngp {
@@ -90,17 +152,17 @@ pub struct Ngp {
     full: OnceLock<Arc<Gather>>,
 }
 
-fn mlp_sizes(ctx: &ModelContext) -> Vec<usize> {
-    let g = &ctx.net.ngp;
+fn mlp_sizes(ctx: &ModelContext, g: &NgpConfig) -> Vec<usize> {
     vec![g.levels * g.features, g.hidden, ctx.channels]
 }
 
 impl Ngp {
     pub fn new(ctx: &ModelContext, vb: VarBuilder) -> Result<Self> {
-        let levels = levels(ctx);
+        let g = ctx.section::<NgpConfig>()?;
+        let levels = levels(ctx)?;
         let rows: usize = levels.iter().map(|l| l.rows).sum();
         let table = vb.get_with_hints(
-            (rows, ctx.net.ngp.features),
+            (rows, g.features),
             "table",
             Init::Uniform {
                 lo: -1e-4,
@@ -109,9 +171,9 @@ impl Ngp {
         )?;
         Ok(Self {
             table,
-            mlp: Mlp::relu(&mlp_sizes(ctx), vb.pp("mlp"))?,
+            mlp: Mlp::relu(&mlp_sizes(ctx, &g), vb.pp("mlp"))?,
             levels,
-            log2_table: ctx.net.ngp.log2_table,
+            log2_table: g.log2_table,
             shape: ctx.signal_shape.clone(),
             full: OnceLock::new(),
         })
@@ -166,10 +228,11 @@ impl Model for Ngp {
 /// reads and `2^d (d - 1)` weight products) and `hash` (per hashed level `2^d d` integer
 /// multiplies; XORs and masks not counted).
 pub fn profile(ctx: &ModelContext) -> Result<Profile> {
-    let levels = levels(ctx);
-    let (d, f) = (ctx.dims(), ctx.net.ngp.features);
+    let g = ctx.section::<NgpConfig>()?;
+    let levels = levels(ctx)?;
+    let (d, f) = (ctx.dims(), g.features);
     let corners = 1usize << d;
-    let mlp = mlp_macs(&mlp_sizes(ctx));
+    let mlp = mlp_macs(&mlp_sizes(ctx, &g));
     let interp = levels.len() * (corners * f + corners * d.saturating_sub(1));
     let hash = levels.iter().filter(|l| l.hashed).count() * corners * d;
     let table: usize = levels.iter().map(|l| l.rows).sum::<usize>() * f;
@@ -203,5 +266,6 @@ inventory::submit! {
             step_every: 100,
             step_factor: 0.33,
         },
+        config: Some(SectionSpec::of::<NgpConfig>()),
     }
 }

@@ -1,4 +1,4 @@
-//! SIREN baseline (SPEC §6): the ASMR backbone without modulation, fed coordinates normalised to
+//! SIREN baseline (docs/method.md, "Baselines"): the ASMR backbone without modulation, fed coordinates normalised to
 //! `[-r, r]` per axis (`r = net.coord_range`, 1 by default; the audio preset uses 5).
 
 use candle_core::{Module, Tensor};
@@ -77,5 +77,6 @@ inventory::submit! {
         build,
         profile,
         optim: crate::config::OptimDefaults::adam(1e-4),
+        config: None,
     }
 }

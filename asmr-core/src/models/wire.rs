@@ -1,4 +1,4 @@
-//! WIRE baseline (SPEC §6): Gabor-wavelet activations, omega0 20, sigma0 20, lr 1e-3.
+//! WIRE baseline (docs/method.md, "Baselines"): Gabor-wavelet activations, omega0 20, sigma0 20, lr 1e-3.
 //!
 //! Complex form (default): the first layer is real (`d -> h`), its pre-activation `z` gives
 //! `exp(i w0 z - (s0 z)^2)`; hidden layers are complex linear maps followed by
@@ -14,7 +14,7 @@ use candle_nn::VarBuilder;
 
 use super::encoding::normalise;
 use super::{all_indices, Model, ModelContext, ModelEntry};
-use crate::config::OptimDefaults;
+use crate::config::{OptimDefaults, OptionSpec, Section, SectionSpec};
 use crate::error::Result;
 use crate::kernels::gabor::complex_gabor;
 use crate::layers::{dense, mlp_macs, torch_dense, Dense};
@@ -89,9 +89,41 @@ pub struct Wire {
     device: candle_core::Device,
 }
 
+/// `net.wire`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireConfig {
+    pub omega0: f64,
+    pub sigma0: f64,
+    /// Complex Gabor activations (real and imaginary parts carried separately), or the real form.
+    pub complex: bool,
+}
+
+impl Section for WireConfig {
+    const PATH: &'static str = "net.wire";
+    const DEFAULTS: &'static str = "\
+omega0: 20.0       # frequency of the Gabor wavelet
+sigma0: 20.0       # width (scale) of its Gaussian window
+complex: true      # complex Gabor (real and imaginary parts), or false for the real form
+";
+    const OPTIONS: &'static [OptionSpec] = &[
+        OptionSpec::value("omega0", "wire-omega0", "WIRE: wavelet frequency omega0"),
+        OptionSpec::value("sigma0", "wire-sigma0", "WIRE: wavelet window sigma0"),
+    ];
+
+    fn validate(&self) -> Result<()> {
+        for (key, v) in [("omega0", self.omega0), ("sigma0", self.sigma0)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Self::bad(key, "must be a positive number"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Width of the hidden layers: `hidden / sqrt(2)` (at least 1) when complex.
-fn width(ctx: &ModelContext) -> usize {
-    if ctx.net.wire.complex {
+fn width(ctx: &ModelContext, w: &WireConfig) -> usize {
+    if w.complex {
         ((ctx.net.hidden as f64 / std::f64::consts::SQRT_2) as usize).max(1)
     } else {
         ctx.net.hidden
@@ -100,14 +132,15 @@ fn width(ctx: &ModelContext) -> usize {
 
 impl Wire {
     pub fn new(ctx: &ModelContext, vb: VarBuilder) -> Result<Self> {
-        let (d, c, h, l) = (ctx.dims(), ctx.channels, width(ctx), ctx.net.layers);
+        let w = ctx.section::<WireConfig>()?;
+        let (d, c, h, l) = (ctx.dims(), ctx.channels, width(ctx, &w), ctx.net.layers);
         if l < 2 {
             return Err(crate::Error::config(
                 "net.layers",
                 "WIRE needs at least 2 layers (one Gabor layer and the output)",
             ));
         }
-        let layers = if ctx.net.wire.complex {
+        let layers = if w.complex {
             Layers::Complex {
                 first: torch_dense(d, h, vb.pp("0"))?,
                 hidden: (1..l - 1)
@@ -129,8 +162,8 @@ impl Wire {
         };
         Ok(Self {
             layers,
-            omega0: ctx.net.wire.omega0,
-            sigma0: ctx.net.wire.sigma0,
+            omega0: w.omega0,
+            sigma0: w.sigma0,
             shape: ctx.signal_shape.clone(),
             range: ctx.net.coord_range as f32,
             device: vb.device().clone(),
@@ -181,8 +214,9 @@ impl Model for Wire {
 /// Real multiply-adds: a complex product is four real ones; the output layer computes only the
 /// real part (two per weight). Activations (exp, sin, cos) are not counted.
 pub fn profile(ctx: &ModelContext) -> Result<Profile> {
-    let (d, c, h, l) = (ctx.dims(), ctx.channels, width(ctx), ctx.net.layers);
-    if !ctx.net.wire.complex {
+    let w = ctx.section::<WireConfig>()?;
+    let (d, c, h, l) = (ctx.dims(), ctx.channels, width(ctx, &w), ctx.net.layers);
+    if !w.complex {
         let mut sizes = vec![d];
         sizes.extend(std::iter::repeat_n(h, l - 1));
         sizes.push(c);
@@ -211,5 +245,6 @@ inventory::submit! {
         build,
         profile,
         optim: OptimDefaults::adam(1e-3),
+        config: Some(SectionSpec::of::<WireConfig>()),
     }
 }

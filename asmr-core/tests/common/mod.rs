@@ -22,7 +22,7 @@ pub fn devices() -> Vec<Device> {
 }
 
 pub fn net(layers: usize, hidden: usize, bases: Vec<Vec<usize>>) -> NetConfig {
-    let mut n = ConfigBuilder::new().build().unwrap().net;
+    let mut n = ConfigBuilder::new().unwrap().build().unwrap().net;
     n.layers = layers;
     n.hidden = hidden;
     n.bases = Bases::PerAxis(bases);
@@ -82,4 +82,14 @@ pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
+}
+
+/// A `[rows, cols]` tensor of values in `[-1, 1)` drawn from `seed`: test weights that are the same
+/// every run (candle's `Tensor::rand` is not seeded, so a tolerance could pass or fail by chance).
+pub fn seeded_uniform(rows: usize, cols: usize, seed: u64, dev: &Device) -> Tensor {
+    let mut rng = asmr_core::rng::Rng::new(seed);
+    let v: Vec<f32> = (0..rows * cols)
+        .map(|_| rng.uniform(-1.0, 1.0) as f32)
+        .collect();
+    Tensor::from_vec(v, (rows, cols), dev).unwrap()
 }

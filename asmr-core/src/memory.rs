@@ -1,0 +1,103 @@
+//! Memory: what a fit may hold (the input limit loaders check from headers), what a full-grid
+//! step is estimated to need, and the budget that decides between full-grid steps and
+//! minibatches.
+
+use candle_core::Device;
+
+use crate::config::Config;
+use crate::models::BuiltModel;
+
+pub const GIB: f64 = (1u64 << 30) as f64;
+
+/// Minibatch size when a signal is too large for full-grid steps.
+pub const AUTO_BATCH: usize = 1 << 18;
+
+/// `train.max_memory_gb`, or 80% of the GPU's memory on a GPU, half the machine's RAM on the CPU.
+pub fn memory_budget(config: &Config, device: &Device) -> usize {
+    if config.train.max_memory_gb > 0.0 {
+        return (config.train.max_memory_gb * GIB) as usize;
+    }
+    match crate::gpu::total_memory(device) {
+        // The CUDA context and cuBLAS workspaces take some of it.
+        Some(gpu) => gpu / 10 * 8,
+        None => physical_memory().map_or(8 << 30, |m| m / 2),
+    }
+}
+
+/// The most bytes a loaded signal may take in its stored form (8/16-bit or f32): a sixteenth of the
+/// RAM, since a fit holds several times the signal (the whole prediction as f32 for the metrics,
+/// sampler indices, training buffers), or `ASMR_INPUT_LIMIT_GB`. Loaders check it from a file's
+/// header, before decoding.
+pub fn input_memory_limit() -> usize {
+    let set = std::env::var("ASMR_INPUT_LIMIT_GB")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|g| g.is_finite() && *g > 0.0);
+    match set {
+        Some(gb) => (gb * GIB) as usize,
+        None => physical_memory().map_or(1 << 30, |m| m / 16),
+    }
+}
+
+/// The error line of an input that would take `need` bytes against `limit` (see
+/// [`input_memory_limit`]), or `None` when it fits. `what` names the input (`"a 64^3 field"`),
+/// `fix` says what to change.
+pub fn input_too_large(what: &str, need: usize, limit: usize, fix: &str) -> Option<String> {
+    (need > limit).then(|| {
+        format!(
+            "{what} takes {}, more than the {} a fit on this machine can hold (a sixteenth of the \
+             RAM; ASMR_INPUT_LIMIT_GB sets it): {fix}",
+            format_bytes(need),
+            format_bytes(limit)
+        )
+    })
+}
+
+/// `8.4 MB`, `4.29 GB`.
+pub fn format_bytes(n: usize) -> String {
+    if n >= 1_000_000_000 {
+        format!("{:.2} GB", n as f64 / 1e9)
+    } else {
+        format!("{:.1} MB", n as f64 / 1e6)
+    }
+}
+
+/// The machine's RAM in bytes (Linux `/proc/meminfo`), if it can be read.
+pub fn physical_memory() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Rough memory of one full-grid training step: the activations kept for the backward and their
+/// gradients (about four `h`-wide f32 buffers per hidden resolution), and per output value the
+/// target, prediction, loss terms and their gradients (about twelve f32 buffers) besides index
+/// maps per sample. For ASMR on the CPU the last level is fused with the output layer and stores
+/// nothing `h`-wide at full resolution. Calibrated on peak RSS of `bench` steps: 3-D ASMR 5 x 256
+/// on 20 x 500 x 500 and 20 x 1000 x 1000, 1 and 3 channels (0.5 to 4.0 GB), where 4 buffers per
+/// output value underestimated the peak 2.5 times (a 20 x 2000 x 2000 RGB clip then took 13.5 GB
+/// against a 12 GB budget).
+pub fn full_grid_bytes(built: &BuiltModel) -> usize {
+    let net = &built.context.net;
+    let n = built.context.num_samples();
+    let per_point = 4 * net.hidden * 4;
+    let outputs = n * built.context.channels * 12 * 4 + n * 8;
+    match built.model.grid() {
+        Some(g) => {
+            let last_full = if built.device.is_cpu() { 0 } else { 1 };
+            let levels = g.levels();
+            (1..levels)
+                .map(|l| {
+                    if l + 1 == levels {
+                        last_full * g.resolution(l) * per_point
+                    } else {
+                        g.resolution(l) * per_point
+                    }
+                })
+                .sum::<usize>()
+                + outputs
+        }
+        None => n * per_point * net.layers.saturating_sub(1) + outputs,
+    }
+}
