@@ -29,7 +29,7 @@ pub struct Modality {
     /// A signal made in code, fitted when no input is given.
     pub example: fn() -> Signal,
     /// Metrics of a prediction against the signal, fed band by band (whole slabs of axis 0).
-    pub metrics: for<'a> fn(&'a Signal) -> Box<dyn BandMetrics + 'a>,
+    pub metrics: for<'a> fn(&'a Signal) -> Result<Box<dyn BandMetrics + 'a>>,
     /// A file people can open, written band by band (slabs of axis 0, training range) to a
     /// temporary name and renamed into place by `finish`. `info.shape` is what is written (a
     /// region's shape when rendering a region).

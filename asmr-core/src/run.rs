@@ -241,7 +241,7 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
     // The reconstruction comes from the best step's weights, rendered the way `render` does it.
     // Band by band: the float image is never held whole for a large signal.
     built.params.restore(&trainer.best_params)?;
-    let mut quality = (modality.metrics)(&signal);
+    let mut quality = (modality.metrics)(&signal)?;
     let recon = out_dir.join(modality.output_file);
     let mut writer = (modality.writer)(&signal.info, &recon)?;
     let mut whole = Vec::new();

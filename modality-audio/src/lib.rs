@@ -59,13 +59,13 @@ impl BandMetrics for AudioMetrics<'_> {
     }
 }
 
-fn metrics(target: &Signal) -> Box<dyn BandMetrics + '_> {
-    Box::new(AudioMetrics {
+fn metrics(target: &Signal) -> Result<Box<dyn BandMetrics + '_>> {
+    Ok(Box::new(AudioMetrics {
         target,
         error: 0.0,
         energy: 0.0,
         count: 0,
-    })
+    }))
 }
 
 fn writer(info: &SignalInfo, path: &std::path::Path) -> Result<Box<dyn BandWriter>> {

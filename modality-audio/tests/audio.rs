@@ -182,7 +182,7 @@ fn metrics_psnr_range_two_and_snr() {
     let target = Signal::new(info, vec![0.75, 0.25, 0.75, 0.25]).unwrap();
     let pred = [0.8f32, 0.3, 0.8, 0.3];
     let modality = asmr_core::registry::find_modality("audio").unwrap();
-    let mut m = (modality.metrics)(&target);
+    let mut m = (modality.metrics)(&target).unwrap();
     m.add(0..4, &pred).unwrap();
     let m = m.finish().unwrap();
     // MSE 0.01 on [-1, 1], range 2: 10 log10(4 / 0.01) = 26.02; SNR 10 log10(0.25 / 0.01) = 13.98.

@@ -94,8 +94,8 @@ pub fn summary(m: &Metrics) -> String {
     line
 }
 
-fn band_metrics(target: &Signal) -> Box<dyn BandMetrics + '_> {
-    Box::new(ImageMetrics::new(target))
+fn band_metrics(target: &Signal) -> Result<Box<dyn BandMetrics + '_>> {
+    Ok(Box::new(ImageMetrics::new(target)))
 }
 
 fn png_writer(info: &SignalInfo, path: &std::path::Path) -> Result<Box<dyn BandWriter>> {

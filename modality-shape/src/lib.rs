@@ -221,11 +221,11 @@ impl BandMetrics for ShapeMetrics<'_> {
     }
 }
 
-fn band_metrics(target: &Signal) -> Box<dyn BandMetrics + '_> {
-    Box::new(ShapeMetrics {
+fn band_metrics(target: &Signal) -> Result<Box<dyn BandMetrics + '_>> {
+    Ok(Box::new(ShapeMetrics {
         target,
         values: Vec::with_capacity(target.info.num_values()),
-    })
+    }))
 }
 
 /// The extracted surface as OBJ, in the mesh's own frame; the field is gathered band by band and

@@ -35,7 +35,7 @@ fn a_mesh_becomes_a_field_and_back() {
     assert_eq!(values[0], 0.0);
     // Metrics of the target against itself, in the mesh's units.
     let modality = find_modality("shape").unwrap();
-    let mut m: Box<dyn BandMetrics> = (modality.metrics)(&s);
+    let mut m: Box<dyn BandMetrics> = (modality.metrics)(&s).unwrap();
     m.add(0..r / 2, &values[..r * r * r / 2]).unwrap();
     m.add(r / 2..r, &values[r * r * r / 2..]).unwrap();
     let m = m.finish().unwrap();

@@ -131,8 +131,8 @@ impl BandMetrics for VideoMetrics<'_> {
     }
 }
 
-fn band_metrics(target: &Signal) -> Box<dyn BandMetrics + '_> {
-    Box::new(VideoMetrics::new(target))
+fn band_metrics(target: &Signal) -> Result<Box<dyn BandMetrics + '_>> {
+    Ok(Box::new(VideoMetrics::new(target)))
 }
 
 fn mp4_writer(info: &SignalInfo, path: &Path) -> Result<Box<dyn BandWriter>> {
