@@ -3,7 +3,7 @@
 
 mod common;
 
-use asmr_core::candle_core::{DType, Device, Tensor};
+use asmr_core::candle_core::{DType, Device};
 use asmr_core::models::{all_indices, asmr::Asmr, BuiltModel, ModelContext};
 use asmr_core::modulator::ModulatorKind;
 use asmr_core::params::ParamStore;
