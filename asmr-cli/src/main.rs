@@ -16,6 +16,7 @@ mod options;
 mod progress;
 
 // Plugin crates register through `inventory`; naming them keeps the linker from dropping them.
+use modality_array as _;
 use modality_audio as _;
 use modality_image as _;
 use modality_shape as _;
