@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use asmr_core::candle_core::Device;
 use asmr_core::config::{assemble, Base, Layers, OptionKind};
+use asmr_core::kernels::Kernels;
 use asmr_core::models::{find_model, models, ModelContext};
 use asmr_core::registry::{find_modality, modalities, presets};
 use asmr_core::{checkpoint, run, Bases, Config};
@@ -653,9 +654,9 @@ fn bench_cases(spec: &BenchSpec) -> Result<Vec<(String, asmr_core::bench::BenchC
     spec.models
         .iter()
         .map(|name| {
-            let (model, fused) = match name.strip_suffix("-plain") {
-                Some(model) => (model, false),
-                None => (name.as_str(), true),
+            let (model, kernels) = match name.strip_suffix("-plain") {
+                Some(model) => (model, Kernels::Plain),
+                None => (name.as_str(), Kernels::Fused),
             };
             let config = assemble(&Layers {
                 modality: None,
@@ -670,7 +671,7 @@ fn bench_cases(spec: &BenchSpec) -> Result<Vec<(String, asmr_core::bench::BenchC
             let case = asmr_core::bench::BenchCase {
                 config,
                 batch: spec.batch,
-                fused,
+                kernels,
             };
             Ok((name.clone(), case))
         })

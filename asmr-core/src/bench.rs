@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::run::build_model;
+use crate::kernels::Kernels;
+use crate::models::{BuiltModel, ModelContext};
+use crate::params::ParamStore;
 use crate::signal::{Signal, SignalInfo};
 use crate::trainer::Trainer;
 
@@ -85,7 +87,8 @@ pub struct BenchCase {
     pub config: Config,
     /// Samples per training step; `None` for full-grid steps.
     pub batch: Option<usize>,
-    pub fused: bool,
+    /// Fused kernels, or candle's plain ops (what a device without fused kernels runs).
+    pub kernels: Kernels,
 }
 
 /// Time `repeats` training steps (after one warm-up) and `repeats` inferences (the full grid, or
@@ -96,22 +99,17 @@ pub fn bench_model(
     repeats: usize,
     device: &Device,
 ) -> Result<BenchResult> {
-    crate::kernels::set_enabled(case.fused);
-    let result = bench_inner(case, signal, repeats, device);
-    crate::kernels::set_enabled(true);
-    result
-}
-
-fn bench_inner(
-    case: &BenchCase,
-    signal: &Signal,
-    repeats: usize,
-    device: &Device,
-) -> Result<BenchResult> {
     reset_peak_rss();
     crate::gpu::reset_peak_memory(device);
     let config = &case.config;
-    let built = build_model(config, &signal.info, device)?;
+    let mut ctx = ModelContext::new(config.net.clone(), &signal.info.shape, signal.info.channels);
+    ctx.kernels = case.kernels;
+    let built = BuiltModel::new(
+        &config.model,
+        ctx,
+        ParamStore::seeded(config.train.seed),
+        device,
+    )?;
     let profile = built.profile()?;
     let mut trainer = Trainer::new(&built, signal, &config.train)?;
     let batch = case
@@ -144,7 +142,7 @@ fn bench_inner(
         infer_seconds.push(t.elapsed().as_secs_f64());
         drop(out);
     }
-    let model = if case.fused {
+    let model = if case.kernels == Kernels::Fused {
         config.model.clone()
     } else {
         format!("{} (plain)", config.model)

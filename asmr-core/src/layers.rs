@@ -87,6 +87,7 @@ pub fn siren_dense(
 
 /// `sin(w0 * x)`; every sine network of the toolkit goes through here (fused kernel on the CPU).
 pub use crate::kernels::sine::sine;
+pub use crate::kernels::Kernels;
 
 /// The activation between an MLP's layers.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -103,6 +104,7 @@ pub enum Activation {
 pub struct Mlp {
     layers: Vec<Dense>,
     activation: Activation,
+    kernels: Kernels,
 }
 
 impl Mlp {
@@ -132,6 +134,7 @@ impl Mlp {
         Ok(Self {
             layers: out,
             activation: Activation::Sine { w0 },
+            kernels: Kernels::default(),
         })
     }
 
@@ -148,7 +151,14 @@ impl Mlp {
         Ok(Self {
             layers,
             activation: Activation::Relu,
+            kernels: Kernels::default(),
         })
+    }
+
+    /// The same network running `kernels` (the fused kernels by default).
+    pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        self.kernels = kernels;
+        self
     }
 
     pub fn layers(&self) -> &[Dense] {
@@ -164,11 +174,13 @@ impl Module for Mlp {
             z = match (self.activation, layer.bias()) {
                 _ if i == last => layer.forward(&z)?,
                 (Activation::Sine { w0 }, Some(b)) => {
-                    crate::kernels::sine::sine_bias(&z.matmul(&layer.weight().t()?)?, b, w0)?
+                    let pre = z.matmul(&layer.weight().t()?)?;
+                    crate::kernels::sine::sine_bias(&pre, b, w0, self.kernels)?
                 }
-                (Activation::Sine { w0 }, None) => sine(&layer.forward(&z)?, w0)?,
+                (Activation::Sine { w0 }, None) => sine(&layer.forward(&z)?, w0, self.kernels)?,
                 (Activation::Relu, Some(b)) => {
-                    crate::kernels::relu::relu_bias(&z.matmul(&layer.weight().t()?)?, b)?
+                    let pre = z.matmul(&layer.weight().t()?)?;
+                    crate::kernels::relu::relu_bias(&pre, b, self.kernels)?
                 }
                 (Activation::Relu, None) => layer.forward(&z)?.relu()?,
             };

@@ -5,7 +5,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{dense, Dense, Mlp};
+use crate::layers::{dense, Dense, Kernels, Mlp};
 
 /// Width of the nonlinear modulator's hidden layers.
 pub const NONLINEAR_WIDTH: usize = 32;
@@ -40,7 +40,14 @@ pub enum Modulator {
 }
 
 impl Modulator {
-    pub fn new(kind: ModulatorKind, d: usize, h: usize, w0: f64, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        kind: ModulatorKind,
+        d: usize,
+        h: usize,
+        w0: f64,
+        kernels: Kernels,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         Ok(match kind {
             ModulatorKind::Linear => {
                 let bound = 1.0 / (d as f64).sqrt();
@@ -49,9 +56,9 @@ impl Modulator {
                     w0,
                 }
             }
-            ModulatorKind::Nonlinear => {
-                Modulator::Nonlinear(Mlp::sine(d, NONLINEAR_WIDTH, h, 3, w0, vb)?)
-            }
+            ModulatorKind::Nonlinear => Modulator::Nonlinear(
+                Mlp::sine(d, NONLINEAR_WIDTH, h, 3, w0, vb)?.with_kernels(kernels),
+            ),
         })
     }
 }

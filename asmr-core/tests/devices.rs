@@ -1,13 +1,12 @@
 //! Every model gives the same output and parameter gradients on every path it can run: the CPU with
 //! the fused kernels, the CPU with candle's plain ops (the path other devices take), and each
-//! CUDA GPU when the build has CUDA and one is present. One test in its own binary: it switches the
-//! kernels off globally.
+//! CUDA GPU when the build has CUDA and one is present.
 
 mod common;
 
 use asmr_core::candle_core::{Device, Tensor};
 use asmr_core::config::ConfigBuilder;
-use asmr_core::kernels;
+use asmr_core::kernels::Kernels;
 use asmr_core::models::{BuiltModel, ModelContext};
 use asmr_core::params::ParamStore;
 
@@ -33,7 +32,13 @@ const MODELS: &[(&str, &[&str])] = &[
 ];
 
 /// Output and every parameter gradient of `sum(out * r)`, as host vectors.
-fn run(model: &str, sets: &[&str], shape: &[usize], device: &Device) -> Vec<(String, Vec<f32>)> {
+fn run(
+    model: &str,
+    sets: &[&str],
+    shape: &[usize],
+    device: &Device,
+    kernels: Kernels,
+) -> Vec<(String, Vec<f32>)> {
     let mut b = ConfigBuilder::new().unwrap();
     b.set("model", model).unwrap();
     b.set("net.layers", "4").unwrap();
@@ -41,7 +46,8 @@ fn run(model: &str, sets: &[&str], shape: &[usize], device: &Device) -> Vec<(Str
         b.set_pair(s).unwrap();
     }
     let cfg = b.build().unwrap();
-    let ctx = ModelContext::new(cfg.net, shape, 3);
+    let mut ctx = ModelContext::new(cfg.net, shape, 3);
+    ctx.kernels = kernels;
     let built = BuiltModel::new(model, ctx, ParamStore::seeded(5), device).unwrap();
     let out = built.model.forward_grid().unwrap();
     let n: usize = shape.iter().product();
@@ -65,17 +71,12 @@ fn run(model: &str, sets: &[&str], shape: &[usize], device: &Device) -> Vec<(Str
 fn every_path_agrees() {
     let shape = [12, 16];
     for (model, sets) in MODELS {
-        kernels::set_enabled(true);
-        let fused = run(model, sets, &shape, &Device::Cpu);
-        let mut others = Vec::new();
-        kernels::set_enabled(false);
-        others.push((
-            "cpu-plain".to_string(),
-            run(model, sets, &shape, &Device::Cpu),
-        ));
-        kernels::set_enabled(true);
+        let fused = run(model, sets, &shape, &Device::Cpu, Kernels::Fused);
+        let plain = run(model, sets, &shape, &Device::Cpu, Kernels::Plain);
+        let mut others = vec![("cpu-plain".to_string(), plain)];
         for dev in common::devices().into_iter().filter(|d| !d.is_cpu()) {
-            others.push((format!("{dev:?}"), run(model, sets, &shape, &dev)));
+            let got = run(model, sets, &shape, &dev, Kernels::Fused);
+            others.push((format!("{dev:?}"), got));
         }
         for (path, got) in others {
             for ((name, a), (_, b)) in fused.iter().zip(&got) {

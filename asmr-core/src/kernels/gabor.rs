@@ -7,7 +7,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::sine::sin_cos;
-use super::{cpu_f32, par_rows, rows_and_bias};
+use super::{cpu_f32, par_rows, rows_and_bias, Kernels};
 
 #[derive(Debug, Clone, Copy)]
 struct Gabor {
@@ -151,9 +151,10 @@ pub fn complex_gabor(
     omega0: f64,
     sigma0: f64,
     real_input: bool,
+    k: Kernels,
 ) -> Result<Tensor> {
     let f32 = z.dtype() == candle_core::DType::F32 && bias.dtype() == candle_core::DType::F32;
-    if super::enabled() && z.device().is_cpu() && f32 && z.rank() == 2 {
+    if k.fused_on(z) && f32 && z.rank() == 2 {
         z.contiguous()?.apply_op2(
             &bias.contiguous()?,
             Gabor {
@@ -206,7 +207,15 @@ mod tests {
                 Var::from_tensor(&Tensor::randn(0f32, 0.05, (3000, cols), &dev).unwrap()).unwrap();
             let bias = Var::from_tensor(&Tensor::randn(0f32, 0.05, cols, &dev).unwrap()).unwrap();
             let r = Tensor::randn(0f32, 1.0, (3000, 74), &dev).unwrap();
-            let a = complex_gabor(z.as_tensor(), bias.as_tensor(), 20.0, 20.0, real).unwrap();
+            let a = complex_gabor(
+                z.as_tensor(),
+                bias.as_tensor(),
+                20.0,
+                20.0,
+                real,
+                Kernels::Fused,
+            )
+            .unwrap();
             let zb = z.as_tensor().broadcast_add(bias.as_tensor()).unwrap();
             let b = complex_gabor_plain(&zb, 20.0, 20.0, real).unwrap();
             let diff = crate::kernels::max_abs_diff;
@@ -222,6 +231,6 @@ mod tests {
         // A bias of the wrong length is an error, not a wrong answer.
         let z = Tensor::zeros((4, 6), candle_core::DType::F32, &dev).unwrap();
         let short = Tensor::zeros(5, candle_core::DType::F32, &dev).unwrap();
-        assert!(complex_gabor(&z, &short, 20.0, 20.0, false).is_err());
+        assert!(complex_gabor(&z, &short, 20.0, 20.0, false, Kernels::Fused).is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
-use super::{cpu_f32, par_rows};
+use super::{cpu_f32, par_rows, Kernels};
 
 /// Which table rows each output reads and with what weights: `n` samples x `groups` (levels) x
 /// `corners`, row-major. The output of a sample is one `F`-vector per group.
@@ -71,9 +71,9 @@ impl Gather {
 /// `out[i, g*F..(g+1)*F] = sum_k w[i,g,k] * table[row[i,g,k], :]`, shape `[n, groups * F]`.
 /// The fused kernel on the CPU; candle's `index_select` and sums elsewhere (or with the kernels
 /// switched off).
-pub fn interpolate(table: &Tensor, plan: &Arc<Gather>) -> Result<Tensor> {
+pub fn interpolate(table: &Tensor, plan: &Arc<Gather>, k: Kernels) -> Result<Tensor> {
     let f = plan.check(table)?;
-    if super::enabled() && table.device().is_cpu() && table.dtype() == candle_core::DType::F32 {
+    if k.fused_on(table) && table.dtype() == candle_core::DType::F32 {
         table.contiguous()?.apply_op1(Interp { plan: plan.clone() })
     } else {
         interpolate_plain(table, plan, f)
@@ -200,7 +200,7 @@ mod tests {
         let p = Arc::new(plan(40_000, 3, 4, 257));
         let table = Var::from_tensor(&Tensor::randn(0f32, 1.0, (257, 2), &dev).unwrap()).unwrap();
         let r = Tensor::randn(0f32, 1.0, (40_000, 6), &dev).unwrap();
-        let a = interpolate(table.as_tensor(), &p).unwrap();
+        let a = interpolate(table.as_tensor(), &p, Kernels::Fused).unwrap();
         let b = interpolate_plain(table.as_tensor(), &p, 2).unwrap();
         let diff = crate::kernels::max_abs_diff;
         assert!(diff(&a, &b) < 1e-5);
@@ -217,6 +217,6 @@ mod tests {
         let mut p = plan(4, 1, 2, 8);
         p.rows[3] = 8;
         let table = Tensor::zeros((8, 1), candle_core::DType::F32, &dev).unwrap();
-        assert!(interpolate(&table, &Arc::new(p)).is_err());
+        assert!(interpolate(&table, &Arc::new(p), Kernels::Fused).is_err());
     }
 }

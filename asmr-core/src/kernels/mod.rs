@@ -1,7 +1,8 @@
 //! Fused CPU kernels, as candle custom ops with forward and backward. Candle's CPU elementwise ops
 //! are scalar and single-threaded; the cheap-per-sample part of ASMR (upsample, modulation add,
-//! sine, at full resolution) would otherwise dominate a step. Other devices use the plain candle
-//! graph, which computes the same thing.
+//! sine, at full resolution) would otherwise dominate a step. Each op picks its path itself from
+//! the device and the model's [`Kernels`]: the fused kernel where one exists, otherwise the plain
+//! candle graph, which computes the same thing.
 
 pub mod gabor;
 pub mod interp;
@@ -10,19 +11,23 @@ pub mod output;
 pub mod relu;
 pub mod sine;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
-static ENABLED: AtomicBool = AtomicBool::new(true);
-
-/// Whether models use the fused kernels where they can (on by default). Benchmarks switch them off
-/// to time the plain candle graph that computes the same thing.
-pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+/// Which implementation of the hot ops a model runs: part of its [`crate::models::ModelContext`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Kernels {
+    /// The fused kernels where the device has them (the CPU), candle's own ops elsewhere.
+    #[default]
+    Fused,
+    /// Candle's own ops everywhere: the reference the fused kernels are tested and timed against.
+    Plain,
 }
 
-pub fn set_enabled(on: bool) {
-    ENABLED.store(on, Ordering::Relaxed);
+impl Kernels {
+    /// Whether a fused CPU kernel serves an op over `t`.
+    pub fn fused_on(self, t: &candle_core::Tensor) -> bool {
+        self == Kernels::Fused && t.device().is_cpu()
+    }
 }
 
 /// Keep freed memory in the process for reuse. A full-grid step allocates and frees activation

@@ -7,9 +7,9 @@ use super::{cpu_f32, par_rows, rows_and_bias};
 
 /// `max(x + b, 0)` for rows `x: [n, h]` and a bias `b: [h]`: the fused kernel on the CPU for f32,
 /// candle's own ops elsewhere.
-pub fn relu_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
+pub fn relu_bias(x: &Tensor, b: &Tensor, k: super::Kernels) -> Result<Tensor> {
     let f32s = x.dtype() == candle_core::DType::F32 && b.dtype() == candle_core::DType::F32;
-    if super::enabled() && x.device().is_cpu() && f32s && x.rank() == 2 {
+    if k.fused_on(x) && f32s && x.rank() == 2 {
         x.contiguous()?.apply_op2(&b.contiguous()?, ReluBias)
     } else {
         x.broadcast_add(b)?.relu()

@@ -8,7 +8,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::{cpu_f32, par_rows, rows_and_bias};
+use super::{cpu_f32, par_rows, rows_and_bias, Kernels};
 
 const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
 const INV_PI: f32 = std::f32::consts::FRAC_1_PI;
@@ -195,13 +195,13 @@ multiversion! {
 /// `sin(w0 * (x + b))` for rows `x: [n, h]` and a bias `b: [h]`: the bias add of a sine layer
 /// fused into its activation, so the backward keeps one `[n, h]` tensor fewer (the sum) and makes
 /// one pass fewer over it. The fused kernel on the CPU for f32, candle's own ops elsewhere.
-pub fn sine_bias(x: &Tensor, b: &Tensor, w0: f64) -> Result<Tensor> {
-    let cpu_f32 = x.dtype() == candle_core::DType::F32 && b.dtype() == candle_core::DType::F32;
-    if super::enabled() && x.device().is_cpu() && cpu_f32 && x.rank() == 2 {
+pub fn sine_bias(x: &Tensor, b: &Tensor, w0: f64, k: Kernels) -> Result<Tensor> {
+    let f32s = x.dtype() == candle_core::DType::F32 && b.dtype() == candle_core::DType::F32;
+    if k.fused_on(x) && f32s && x.rank() == 2 {
         x.contiguous()?
             .apply_op2(&b.contiguous()?, SineBias { w0: w0 as f32 })
     } else {
-        sine(&x.broadcast_add(b)?, w0)
+        sine(&x.broadcast_add(b)?, w0, k)
     }
 }
 
@@ -276,8 +276,8 @@ impl CustomOp3 for SineBiasBwd {
 }
 
 /// `sin(w0 * x)`: the fused kernel on the CPU for f32, candle's own ops elsewhere.
-pub fn sine(x: &Tensor, w0: f64) -> Result<Tensor> {
-    if super::enabled() && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+pub fn sine(x: &Tensor, w0: f64, k: Kernels) -> Result<Tensor> {
+    if k.fused_on(x) && x.dtype() == candle_core::DType::F32 {
         x.contiguous()?.apply_op1(Sine { w0: w0 as f32 })
     } else {
         x.affine(w0, 0.0)?.sin()
@@ -328,14 +328,14 @@ mod tests {
     fn op_matches_candle() {
         let dev = candle_core::Device::Cpu;
         let x = Tensor::rand(-3f32, 3f32, (300, 129), &dev).unwrap();
-        let a = sine(&x, 30.0).unwrap();
+        let a = sine(&x, 30.0, Kernels::Fused).unwrap();
         let b = sine_plain(&x, 30.0).unwrap();
         let d = (a - b).unwrap().abs().unwrap().max_all().unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
         // Gradient.
         let v = candle_core::Var::from_tensor(&x).unwrap();
         let w = Tensor::rand(-1f32, 1f32, (300, 129), &dev).unwrap();
-        let g1 = (sine(v.as_tensor(), 30.0).unwrap() * &w)
+        let g1 = (sine(v.as_tensor(), 30.0, Kernels::Fused).unwrap() * &w)
             .unwrap()
             .sum_all()
             .unwrap();

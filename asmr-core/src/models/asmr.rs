@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::grid::MultiResGrid;
 use crate::kernels::level::{level_forward, LevelMap};
 use crate::kernels::output::level_output;
-use crate::layers::{sine, siren_dense, Dense, SirenInit};
+use crate::layers::{sine, siren_dense, Dense, Kernels, SirenInit};
 use crate::modulator::Modulator;
 use crate::profile::Profile;
 
@@ -30,6 +30,7 @@ pub struct Asmr {
     plans: Vec<UpsamplePlan>,
     /// The same transitions for the fused CPU kernels (empty off the CPU).
     level_maps: Vec<Arc<LevelMap>>,
+    kernels: Kernels,
 }
 
 impl Asmr {
@@ -49,7 +50,10 @@ impl Asmr {
             backbone.push(siren_dense(fan_in, fan_out, init, vb.pp("backbone").pp(i))?);
         }
         let modulators = (1..layers)
-            .map(|l| Modulator::new(net.modulator, d, h, net.w0, vb.pp("modulator").pp(l)))
+            .map(|l| {
+                let vb = vb.pp("modulator").pp(l);
+                Modulator::new(net.modulator, d, h, net.w0, ctx.kernels, vb)
+            })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let level_grids = (0..layers)
             .map(|l| Tensor::from_vec(grid.level_grid(l), (grid.level_points(l), d), vb.device()))
@@ -57,7 +61,7 @@ impl Asmr {
         let plans = (0..layers - 1)
             .map(|i| UpsamplePlan::new(&grid, i, vb.device()))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let level_maps = if vb.device().is_cpu() {
+        let level_maps = if vb.device().is_cpu() && ctx.kernels == Kernels::Fused {
             (0..layers - 1)
                 .map(|i| Arc::new(LevelMap::new(&grid, i)))
                 .collect()
@@ -67,6 +71,7 @@ impl Asmr {
         Ok(Self {
             plans,
             level_maps,
+            kernels: ctx.kernels,
             grid,
             signal_shape: ctx.signal_shape.clone(),
             w0: net.w0,
@@ -84,7 +89,7 @@ impl Asmr {
         let Some((last, inner)) = self.level_maps.split_last() else {
             return self.forward_full_grid_plain();
         };
-        if !crate::kernels::enabled() {
+        if self.kernels != Kernels::Fused {
             return self.forward_full_grid_plain();
         }
         let mut z = self.backbone[0].forward(&self.level_grids[0])?;
@@ -123,7 +128,7 @@ impl Asmr {
     /// the per-sample forward). Fused kernels on the CPU, candle gathers elsewhere.
     pub fn forward_dedup(&self, idx: &[u32], fused: bool) -> candle_core::Result<Tensor> {
         let dev = self.level_grids[0].device();
-        let fused = fused && dev.is_cpu() && crate::kernels::enabled();
+        let fused = fused && dev.is_cpu() && self.kernels == Kernels::Fused;
         let cells = self.grid.batch_cells(idx);
         let select = Tensor::from_vec(cells.sample_cell.clone(), cells.sample_cell.len(), dev)?;
         let mut z = self.backbone[0].forward(&self.level_grids[0])?;
@@ -171,7 +176,7 @@ impl Asmr {
         let mut z = self.backbone[0].forward(&Tensor::from_vec(levels[0].clone(), (n, d), dev)?)?;
         for (i, u) in levels.into_iter().enumerate().skip(1) {
             let m = self.modulators[i - 1].forward(&Tensor::from_vec(u, (n, d), dev)?)?;
-            z = self.backbone[i].forward(&sine(&(z + m)?, self.w0)?)?;
+            z = self.backbone[i].forward(&sine(&(z + m)?, self.w0, self.kernels)?)?;
         }
         Ok(z)
     }

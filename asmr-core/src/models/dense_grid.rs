@@ -52,6 +52,7 @@ pub struct DenseGrid {
     shape: Vec<usize>,
     /// The whole-signal gather, built on first use.
     full: OnceLock<Arc<Gather>>,
+    kernels: crate::kernels::Kernels,
 }
 
 /// Lattice points per axis: `net.grid.resolution` (one for all axes or one per axis), or half
@@ -84,6 +85,7 @@ impl DenseGrid {
             verts,
             shape: ctx.signal_shape.clone(),
             full: OnceLock::new(),
+            kernels: ctx.kernels,
         })
     }
 
@@ -120,11 +122,11 @@ impl Model for DenseGrid {
         let plan = self
             .full
             .get_or_init(|| Arc::new(self.plan(&all_indices(&self.shape))));
-        interpolate(&self.table, plan)
+        interpolate(&self.table, plan, self.kernels)
     }
 
     fn forward_points(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
-        interpolate(&self.table, &Arc::new(self.plan(idx)))
+        interpolate(&self.table, &Arc::new(self.plan(idx)), self.kernels)
     }
 }
 

@@ -58,7 +58,7 @@ fn sizes(ctx: &ModelContext) -> Result<Vec<usize>> {
 impl Ffn {
     pub fn new(ctx: &ModelContext, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            mlp: Mlp::relu(&sizes(ctx)?, vb.pp("mlp"))?,
+            mlp: Mlp::relu(&sizes(ctx)?, vb.pp("mlp"))?.with_kernels(ctx.kernels),
             shape: ctx.signal_shape.clone(),
             frequencies: ctx.section::<FfnConfig>()?.frequencies,
             range: ctx.net.coord_range as f32,

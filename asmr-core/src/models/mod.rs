@@ -43,6 +43,8 @@ pub struct ModelContext {
     pub channels: usize,
     /// A grid fixed in advance (a checkpoint's, padding included); otherwise resolved from `net.bases`.
     pub grid: Option<MultiResGrid>,
+    /// Fused kernels (default) or candle's plain ops (the reference, for tests and benchmarks).
+    pub kernels: crate::kernels::Kernels,
 }
 
 impl ModelContext {
@@ -52,6 +54,7 @@ impl ModelContext {
             signal_shape: signal_shape.to_vec(),
             channels,
             grid: None,
+            kernels: Default::default(),
         }
     }
 

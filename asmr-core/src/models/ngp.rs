@@ -150,6 +150,7 @@ pub struct Ngp {
     log2_table: u32,
     shape: Vec<usize>,
     full: OnceLock<Arc<Gather>>,
+    kernels: crate::kernels::Kernels,
 }
 
 fn mlp_sizes(ctx: &ModelContext, g: &NgpConfig) -> Vec<usize> {
@@ -171,11 +172,12 @@ impl Ngp {
         )?;
         Ok(Self {
             table,
-            mlp: Mlp::relu(&mlp_sizes(ctx, &g), vb.pp("mlp"))?,
+            mlp: Mlp::relu(&mlp_sizes(ctx, &g), vb.pp("mlp"))?.with_kernels(ctx.kernels),
             levels,
             log2_table: g.log2_table,
             shape: ctx.signal_shape.clone(),
             full: OnceLock::new(),
+            kernels: ctx.kernels,
         })
     }
 
@@ -215,11 +217,12 @@ impl Model for Ngp {
         let plan = self
             .full
             .get_or_init(|| Arc::new(self.plan(&all_indices(&self.shape))));
-        self.mlp.forward(&interpolate(&self.table, plan)?)
+        self.mlp
+            .forward(&interpolate(&self.table, plan, self.kernels)?)
     }
 
     fn forward_points(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
-        let features = interpolate(&self.table, &Arc::new(self.plan(idx)))?;
+        let features = interpolate(&self.table, &Arc::new(self.plan(idx)), self.kernels)?;
         self.mlp.forward(&features)
     }
 }

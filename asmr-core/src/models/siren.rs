@@ -26,7 +26,8 @@ impl Siren {
             net.layers,
             net.w0,
             vb.pp("backbone"),
-        )?;
+        )?
+        .with_kernels(ctx.kernels);
         Ok(Self {
             mlp,
             shape: ctx.signal_shape.clone(),

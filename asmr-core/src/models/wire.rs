@@ -87,6 +87,7 @@ pub struct Wire {
     shape: Vec<usize>,
     range: f32,
     device: candle_core::Device,
+    kernels: crate::kernels::Kernels,
 }
 
 /// `net.wire`.
@@ -167,18 +168,19 @@ impl Wire {
             shape: ctx.signal_shape.clone(),
             range: ctx.net.coord_range as f32,
             device: vb.device().clone(),
+            kernels: ctx.kernels,
         })
     }
 
     fn forward_coords(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.layers {
             Layers::Complex { first, hidden, out } => {
-                let (w0, s0) = (self.omega0, self.sigma0);
+                let (w0, s0, k) = (self.omega0, self.sigma0, self.kernels);
                 let pre = x.matmul(&first.weight().t()?)?;
-                let mut z = complex_gabor(&pre, first.bias().expect("bias"), w0, s0, true)?;
+                let mut z = complex_gabor(&pre, first.bias().expect("bias"), w0, s0, true, k)?;
                 for layer in hidden {
                     let (pre, bias) = layer.forward_unbiased(&z)?;
-                    z = complex_gabor(&pre, &bias, w0, s0, false)?;
+                    z = complex_gabor(&pre, &bias, w0, s0, false, k)?;
                 }
                 out.forward_real(&z)
             }
