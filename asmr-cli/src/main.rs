@@ -41,10 +41,12 @@ enum Command {
     Fit(Box<FitArgs>),
     /// Render the signal a checkpoint holds (activation-sharing forward) to a file.
     Render {
+        /// A run's model.safetensors (or state.safetensors: its best step's weights).
         checkpoint: PathBuf,
-        /// Output file (e.g. out.png).
+        /// Output file, in the format of the checkpoint's modality (out.png, out.wav, out.npy...).
         #[arg(long)]
         out: PathBuf,
+        /// cpu, cuda, cuda:N or auto.
         #[arg(long, default_value = "cpu")]
         device: String,
         /// Render only a box: X,Y,W,H for images; START,LEN per axis (axis order) otherwise.
@@ -64,7 +66,10 @@ enum Command {
         modality: Option<String>,
     },
     /// What a checkpoint holds.
-    Info { checkpoint: PathBuf },
+    Info {
+        /// A run's model.safetensors or state.safetensors.
+        checkpoint: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -115,7 +120,8 @@ struct ProfileArgs {
     layers: usize,
     #[arg(long, default_value_t = 256)]
     hidden: usize,
-    /// Bases, e.g. 4,4,4,8: once for every axis, or once per axis in axis order. Default: automatic.
+    /// Bases, e.g. 4,4,4,8: given once, for every axis; repeat the flag for one list per axis,
+    /// in axis order (--bases 4,4,4,8 --bases 4,4,6,8). Default: automatic.
     #[arg(long)]
     bases: Vec<String>,
     /// linear or nonlinear.
@@ -146,9 +152,10 @@ struct BenchArgs {
     /// CPU kernels off (candle's own ops, what other devices run).
     #[arg(long, value_delimiter = ',', default_value = "asmr,asmr-plain,siren")]
     models: Vec<String>,
-    /// Preset giving the net config (layers, hidden, bases...).
-    #[arg(long, default_value = "low-mac-4")]
-    preset: String,
+    /// Preset giving the net config (layers, hidden, bases...). Default: low-mac-4 (ASMR 4 x 256),
+    /// with its bases where they fit the shape and automatic bases elsewhere.
+    #[arg(long)]
+    preset: Option<String>,
     /// Override one key, e.g. --set net.hidden=128 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -554,6 +561,8 @@ struct BenchSpec {
     set: Vec<String>,
     batch: Option<usize>,
     models: Vec<String>,
+    /// The preset was not asked for: bases it fixes that do not fit the shape become automatic.
+    bases_may_change: bool,
 }
 
 fn bench(args: BenchArgs) -> Result<()> {
@@ -571,6 +580,7 @@ fn bench(args: BenchArgs) -> Result<()> {
             set: set.iter().map(|s| s.to_string()).collect(),
             batch,
             models: all.clone(),
+            bases_may_change: false,
         };
     let specs = if args.suite {
         vec![
@@ -620,17 +630,16 @@ fn bench(args: BenchArgs) -> Result<()> {
             ),
         ]
     } else {
+        let preset = args.preset.clone().unwrap_or_else(|| "low-mac-4".into());
         vec![BenchSpec {
-            title: format!(
-                "{:?} x {}, preset {}",
-                args.shape, args.channels, args.preset
-            ),
+            title: format!("{:?} x {}, preset {preset}", args.shape, args.channels),
             shape: args.shape.clone(),
             channels: args.channels,
-            preset: args.preset.clone(),
+            preset,
             set: args.set.clone(),
             batch: args.batch,
             models: args.models.clone(),
+            bases_may_change: args.preset.is_none(),
         }]
     };
     // Every case's config is checked before the first one is timed.
@@ -658,16 +667,36 @@ fn bench_cases(spec: &BenchSpec) -> Result<Vec<(String, asmr_core::bench::BenchC
                 Some(model) => (model, Kernels::Plain),
                 None => (name.as_str(), Kernels::Fused),
             };
-            let config = assemble(&Layers {
-                modality: None,
-                base: Base::Preset(&spec.preset),
-                files: &[],
-                sets: &spec.set,
-                options: &[("model".into(), OptionKind::Word, model.into())],
-            })?;
-            // The profile resolves the model and its grid on the shape without building weights.
-            let ctx = ModelContext::new(config.net.clone(), &spec.shape, spec.channels);
-            (find_model(&config.model)?.profile)(&ctx)?;
+            let assembled = |auto_bases: bool| -> Result<Config> {
+                let mut options = vec![("model".into(), OptionKind::Word, model.into())];
+                if auto_bases {
+                    options.push(("net.bases".into(), OptionKind::Value, "auto".into()));
+                }
+                let config = assemble(&Layers {
+                    modality: None,
+                    base: Base::Preset(&spec.preset),
+                    files: &[],
+                    sets: &spec.set,
+                    options: &options,
+                })?;
+                // The profile resolves the model and its grid on the shape without building
+                // weights.
+                let ctx = ModelContext::new(config.net.clone(), &spec.shape, spec.channels);
+                (find_model(&config.model)?.profile)(&ctx)?;
+                Ok(config)
+            };
+            let config = match assembled(false) {
+                Err(e)
+                    if spec.bases_may_change
+                        && matches!(
+                            e.downcast_ref::<asmr_core::Error>(),
+                            Some(asmr_core::Error::Config { key, .. }) if key == "net.bases"
+                        ) =>
+                {
+                    assembled(true)?
+                }
+                other => other?,
+            };
             let case = asmr_core::bench::BenchCase {
                 config,
                 batch: spec.batch,
@@ -749,21 +778,67 @@ fn ratio(x: f64) -> String {
 }
 
 fn list() {
+    let width = |names: &mut dyn Iterator<Item = &str>| names.map(str::len).max().unwrap_or(0);
     println!("modalities:");
+    let w = width(&mut modalities().iter().map(|m| m.name));
     for m in modalities() {
         println!(
-            "  {:<10} {} (default preset: {})",
+            "  {:<w$}  {} (default preset: {})",
             m.name, m.description, m.default_preset
         );
     }
     println!("models:");
+    let w = width(&mut models().iter().map(|m| m.name));
     for m in models() {
-        println!("  {:<10} {}", m.name, m.description);
+        println!("  {:<w$}  {}", m.name, m.description);
     }
-    println!("presets:");
+    println!("training strategies (train.strategy; auto and grid serve every modality):");
+    let w = width(&mut asmr_core::registry::strategies().iter().map(|s| s.name));
+    for s in asmr_core::registry::strategies() {
+        println!("  {:<w$}  [{}] {}", s.name, s.modality, s.description);
+    }
+    println!("presets (the numbers are read from each preset's configuration):");
+    let w = width(&mut presets().iter().map(|p| p.name));
     for p in presets() {
-        println!("  {:<10} [{}] {}", p.name, p.modality, p.description);
+        let recipe = preset_recipe(p.name).unwrap_or_else(|e| format!("(invalid: {e})"));
+        println!(
+            "  {:<w$}  [{}] {recipe}; {}",
+            p.name, p.modality, p.description
+        );
     }
+}
+
+/// A preset's network and schedule, from its assembled configuration:
+/// `asmr 4x128, bases auto, 300 steps, lr 1e-3`.
+fn preset_recipe(name: &str) -> Result<String> {
+    let c = assemble(&Layers {
+        modality: None,
+        base: Base::Preset(name),
+        files: &[],
+        sets: &[],
+        options: &[],
+    })?;
+    let bases = match &c.net.bases {
+        Bases::Auto => "auto".to_string(),
+        Bases::All(b) => format!("{b:?}"),
+        Bases::PerAxis(b) => b
+            .iter()
+            .map(|l| format!("{l:?}"))
+            .collect::<Vec<_>>()
+            .join(" x "),
+    };
+    let schedule = if c.train.minibatch() {
+        format!(
+            "{} epochs of {}-sample batches",
+            c.train.epochs, c.train.batch
+        )
+    } else {
+        format!("{} steps", c.train.iterations)
+    };
+    Ok(format!(
+        "{} {}x{}, bases {bases}, {schedule}, lr {:e}",
+        c.model, c.net.layers, c.net.hidden, c.train.lr
+    ))
 }
 
 fn info(path: &Path) -> Result<()> {

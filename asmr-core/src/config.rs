@@ -97,6 +97,8 @@ pub struct TrainConfig {
     pub lr_step_factor: f64,
     pub seed: u64,
     pub checkpoint_every: usize,
+    /// `auto`, `grid`, or a training strategy the modality registers ([`crate::registry::Strategy`]).
+    pub strategy: String,
     pub batch: usize,
     pub epochs: usize,
     pub sampler_grid: Vec<usize>,
@@ -136,9 +138,14 @@ pub const TRAIN_OPTIONS: &[OptionSpec] = &[
 ];
 
 impl TrainConfig {
-    /// Minibatch training (grid sampler, epochs) rather than full-grid steps.
+    /// Minibatch training (a sampler, epochs) rather than full-grid steps.
     pub fn minibatch(&self) -> bool {
         self.batch > 0
+    }
+
+    /// The modality's own training strategy this config names, if any (not `auto` or `grid`).
+    pub fn modality_strategy(&self) -> Option<&str> {
+        (!matches!(self.strategy.as_str(), "auto" | "grid")).then_some(self.strategy.as_str())
     }
 }
 
@@ -224,7 +231,10 @@ impl Bases {
     /// The grid these bases give a signal of `shape` with `levels` levels.
     pub fn resolve(&self, shape: &[usize], levels: usize) -> Result<MultiResGrid> {
         let wrap = |e: Error| match e {
-            Error::Grid(m) => Error::config("net.bases", m),
+            Error::Grid(m) => Error::config(
+                "net.bases",
+                format!("{m} (--set net.bases=auto chooses bases for any size)"),
+            ),
             other => other,
         };
         match self {
@@ -456,6 +466,7 @@ impl ConfigBuilder {
         cfg.validate()?;
         if let Some(name) = self.modality {
             (crate::registry::find_modality(name)?.config.check)(&cfg.data)?;
+            crate::registry::check_strategy(name, &cfg.train)?;
         }
         for spec in crate::models::models()
             .iter()

@@ -4,9 +4,10 @@
 
 use std::path::Path;
 
-use crate::config::{SectionSpec, Value};
+use crate::config::{SectionSpec, TrainConfig, Value};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::sampler::BatchSource;
 use crate::signal::{Signal, SignalInfo};
 
 /// Writes a modality's extra outputs into a run folder; returns the file names.
@@ -57,6 +58,67 @@ pub trait BandWriter {
 }
 
 inventory::collect!(Modality);
+
+/// Makes a strategy's batch source for a signal and the training settings (`train.batch` samples a
+/// batch, `train.seed` seeds it).
+pub type BatchesFn = fn(&Signal, &TrainConfig) -> Result<Box<dyn BatchSource>>;
+
+/// A training strategy a modality registers: how its minibatches are drawn (the shared trainer
+/// does the rest). Chosen with `train.strategy: NAME`.
+pub struct Strategy {
+    pub name: &'static str,
+    pub modality: &'static str,
+    pub description: &'static str,
+    pub batches: BatchesFn,
+}
+
+inventory::collect!(Strategy);
+
+pub fn strategies() -> Vec<&'static Strategy> {
+    let mut v: Vec<_> = inventory::iter::<Strategy>.into_iter().collect();
+    v.sort_by_key(|s| (s.modality, s.name));
+    v
+}
+
+/// The strategy `train.strategy` names for `modality`, or `None` for the shared ones (`auto`,
+/// `grid`); an unknown name is an error naming the known ones.
+pub fn find_strategy(modality: &str, train: &TrainConfig) -> Result<Option<&'static Strategy>> {
+    let Some(name) = train.modality_strategy() else {
+        return Ok(None);
+    };
+    let own: Vec<_> = strategies()
+        .into_iter()
+        .filter(|s| s.modality == modality)
+        .collect();
+    match own.iter().find(|s| s.name == name) {
+        Some(s) => Ok(Some(s)),
+        None => {
+            let mut known = vec!["auto", "grid"];
+            known.extend(own.iter().map(|s| s.name));
+            Err(Error::config(
+                "train.strategy",
+                format!(
+                    "`{name}` is not a strategy of {modality} signals (known: {})",
+                    known.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+/// [`find_strategy`] as a check: the name exists and its settings make sense.
+pub fn check_strategy(modality: &str, train: &TrainConfig) -> Result<()> {
+    if find_strategy(modality, train)?.is_some() && train.batch == 0 {
+        return Err(Error::config(
+            "train.batch",
+            format!(
+                "train.strategy {} draws minibatches: set train.batch (--batch N)",
+                train.strategy
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// A named configuration overlay (YAML over `defaults.yaml`).
 pub struct Preset {

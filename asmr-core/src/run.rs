@@ -20,9 +20,9 @@ use crate::models::{BuiltModel, ModelContext};
 use crate::output::write_bytes_atomic;
 use crate::params::ParamStore;
 use crate::plot::psnr_curve;
-use crate::registry::Modality;
+use crate::registry::{find_strategy, Modality};
 use crate::render::for_each_band;
-use crate::sampler::GridSampler;
+use crate::sampler::{BatchSource, GridSampler};
 use crate::signal::{Signal, SignalInfo};
 use crate::trainer::{Flow, Observer, StepRecord, Trainer};
 
@@ -206,12 +206,16 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
     }
     let mut trainer = Trainer::new(&built, &signal, &config.train)?;
     if config.train.minibatch() {
-        trainer.set_batches(Box::new(GridSampler::new(
-            &signal.info.shape,
-            &config.train.sampler_grid,
-            config.train.batch,
-            config.train.seed,
-        )?));
+        let source: Box<dyn BatchSource> = match find_strategy(modality.name, &config.train)? {
+            Some(s) => (s.batches)(&signal, &config.train)?,
+            None => Box::new(GridSampler::new(
+                &signal.info.shape,
+                &config.train.sampler_grid,
+                config.train.batch,
+                config.train.seed,
+            )?),
+        };
+        trainer.set_batches(source);
     }
     if let Some(path) = resume {
         let ckpt = checkpoint::load(path, &device)?;
@@ -266,7 +270,7 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
         |n| n.to_string_lossy().into(),
     );
     let title = format!("{} {} on {name}", modality.name, config.model);
-    psnr_curve(&log.points(), &title, &out_dir.join(PLOT_FILE))?;
+    psnr_curve(log.records(), &title, &out_dir.join(PLOT_FILE))?;
 
     let wall = trainer.elapsed();
     let samples = signal.info.num_samples();
@@ -331,28 +335,24 @@ fn check_resumable(
 struct LogWriter {
     path: PathBuf,
     file: std::io::BufWriter<fs::File>,
-    points: Vec<(usize, f64)>,
+    records: Vec<StepRecord>,
 }
 
 impl LogWriter {
     fn open(path: &Path, resume_step: usize) -> Result<Self> {
-        let mut kept = vec![StepRecord::CSV_HEADER.to_string()];
-        let mut points = Vec::new();
+        let mut records = Vec::new();
         if resume_step > 0 {
             if let Ok(text) = fs::read_to_string(path) {
-                for line in text.lines().skip(1) {
-                    let mut cols = line.split(',');
-                    let step = cols.next().and_then(|s| s.parse::<usize>().ok());
-                    let psnr = cols.nth(1).and_then(|s| s.parse::<f64>().ok());
-                    if let (Some(s), Some(p)) = (step, psnr) {
-                        if s <= resume_step {
-                            kept.push(line.to_string());
-                            points.push((s, p));
-                        }
-                    }
-                }
+                records = text
+                    .lines()
+                    .skip(1)
+                    .filter_map(StepRecord::parse_csv)
+                    .filter(|r| r.step <= resume_step)
+                    .collect();
             }
         }
+        let mut kept = vec![StepRecord::CSV_HEADER.to_string()];
+        kept.extend(records.iter().map(StepRecord::csv));
         let mut text = kept.join("\n");
         text.push('\n');
         write_bytes_atomic(path, text.as_bytes())?;
@@ -363,13 +363,13 @@ impl LogWriter {
         Ok(Self {
             path: path.into(),
             file: std::io::BufWriter::new(file),
-            points,
+            records,
         })
     }
 
     /// Append a row; flushed at once so the log can be followed while training runs.
     fn push(&mut self, rec: &StepRecord) -> Result<()> {
-        self.points.push((rec.step, rec.psnr));
+        self.records.push(*rec);
         writeln!(self.file, "{}", rec.csv()).map_err(|e| Error::io(&self.path, e))?;
         self.flush()
     }
@@ -378,7 +378,7 @@ impl LogWriter {
         self.file.flush().map_err(|e| Error::io(&self.path, e))
     }
 
-    fn points(&self) -> Vec<(usize, f64)> {
-        self.points.clone()
+    fn records(&self) -> &[StepRecord] {
+        &self.records
     }
 }

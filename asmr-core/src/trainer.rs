@@ -65,16 +65,38 @@ pub struct StepRecord {
     pub psnr: f64,
     pub lr: f64,
     pub elapsed: f64,
+    /// Minibatch mode: the whole signal's PSNR after this step, when it was evaluated.
+    pub evaluation: Option<f64>,
 }
 
 impl StepRecord {
-    pub const CSV_HEADER: &'static str = "step,loss,psnr,lr,elapsed_seconds";
+    pub const CSV_HEADER: &'static str = "step,loss,psnr,lr,elapsed_seconds,evaluation_psnr";
 
     pub fn csv(&self) -> String {
+        let evaluation = self.evaluation.map_or(String::new(), |p| format!("{p:.4}"));
         format!(
-            "{},{:.8e},{:.4},{:.6e},{:.3}",
+            "{},{:.8e},{:.4},{:.6e},{:.3},{evaluation}",
             self.step, self.loss, self.psnr, self.lr, self.elapsed
         )
+    }
+
+    /// A row of `log.csv` (older logs lack the last column).
+    pub fn parse_csv(line: &str) -> Option<Self> {
+        let mut c = line.split(',');
+        let step = c.next()?.parse().ok()?;
+        let loss = c.next()?.parse().ok()?;
+        let psnr = c.next()?.parse().ok()?;
+        let lr = c.next()?.parse().ok()?;
+        let elapsed = c.next()?.parse().ok()?;
+        let evaluation = c.next().and_then(|s| s.parse().ok());
+        Some(Self {
+            step,
+            loss,
+            psnr,
+            lr,
+            elapsed,
+            evaluation,
+        })
     }
 }
 
@@ -374,6 +396,7 @@ impl<'a> Trainer<'a> {
             psnr,
             lr,
             elapsed: self.elapsed(),
+            evaluation: None,
         })
     }
 
@@ -383,7 +406,7 @@ impl<'a> Trainer<'a> {
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<()> {
         observer.started(self)?;
         while !self.is_done() {
-            let rec = match (self.batches.as_mut(), self.steps_per_epoch) {
+            let mut rec = match (self.batches.as_mut(), self.steps_per_epoch) {
                 (Some(source), Some(spe)) => {
                     let idx = source.batch(self.step / spe, self.step % spe);
                     let target = target_rows(self.signal, &idx, &self.model.device)?;
@@ -397,6 +420,7 @@ impl<'a> Trainer<'a> {
                 if (epoch_end && epoch.is_multiple_of(self.config.eval_every)) || self.is_done() {
                     let psnr = evaluate_psnr(self.model, self.signal)?;
                     self.record_evaluation(psnr)?;
+                    rec.evaluation = Some(psnr);
                     observer.evaluated(self, psnr)?;
                 }
             }

@@ -364,18 +364,14 @@ asmr_core::inventory::submit! {
     }
 }
 
-asmr_core::preset!(
-    "array",
-    "array",
-    "default for arrays: ASMR 4x256, automatic bases, 2,000 full-grid steps, lr 1e-3"
-);
+asmr_core::preset!("array", "array", "default for arrays of any number of axes");
 asmr_core::preset!(
     "array",
     "array-demo",
-    "the built-in example (a 24 x 40 x 40 field): ASMR 4x128, automatic bases, 300 steps"
+    "the built-in example (a 24 x 40 x 40 field)"
 );
 asmr_core::preset!(
     "array",
     "array-volume",
-    "volumes (CT, simulations): ASMR 5x256, automatic bases, 2,000 full-grid steps, lr 1e-3"
+    "volumes (CT scans, simulation fields)"
 );

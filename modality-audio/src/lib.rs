@@ -109,18 +109,14 @@ fn extras(target: &Signal, prediction: &[f32], dir: &std::path::Path) -> Result<
     Ok(vec![name.to_string()])
 }
 
-asmr_core::preset!(
-    "audio",
-    "audio-auto",
-    "default: ASMR 4x128, automatic bases, 10,000 full-clip steps"
-);
+asmr_core::preset!("audio", "audio-auto", "default for recordings");
 asmr_core::preset!(
     "audio",
     "audio-demo",
-    "the built-in example: ASMR 4x128, automatic bases, 500 steps"
+    "the built-in example (tones and a chirp, 1 s at 16 kHz)"
 );
 asmr_core::preset!(
     "audio",
     "audio",
-    "the paper's recipe: first 2 s at 16 kHz, ASMR 4x128 [10,10,16,20], 10,000 steps"
+    "the paper's recipe: the first 2 s at 16 kHz"
 );

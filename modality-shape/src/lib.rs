@@ -10,6 +10,7 @@ pub mod field;
 pub mod mesh;
 pub mod metrics;
 pub mod render;
+pub mod sampling;
 pub mod shapes;
 pub mod surface;
 
@@ -316,13 +317,23 @@ fn summary(m: &Metrics) -> String {
     )
 }
 
+asmr_core::inventory::submit! {
+    asmr_core::registry::Strategy {
+        name: "surface",
+        modality: "shape",
+        description: "minibatches (--batch N) drawing half their voxels from a 2-voxel shell around the surface",
+        batches: sampling::surface_batches,
+    }
+}
+
 asmr_core::preset!(
     "shape",
     "shape",
-    "default: 3-D ASMR 5x256, automatic bases, 2,000 full-grid steps on the 128^3 field"
+    "default for meshes: near-surface minibatches (train.strategy surface) on the 128^3 field"
 );
 asmr_core::preset!(
     "shape",
-    "shape-demo",
-    "the built-in torus (48^3 SDF): ASMR 4x128, 300 steps at lr 1e-3"
+    "shape-grid",
+    "full-grid steps over the whole field"
 );
+asmr_core::preset!("shape", "shape-demo", "the built-in torus (48^3 SDF)");

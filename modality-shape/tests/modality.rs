@@ -120,3 +120,86 @@ fn registered_with_presets_and_an_example() {
         find_preset(p).unwrap();
     }
 }
+
+#[test]
+fn surface_strategy_draws_half_its_batch_from_the_shell() {
+    use asmr_core::sampler::BatchSource;
+    use modality_shape::sampling::SurfaceSampler;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = sphere_file(dir.path());
+    for target in ["sdf", "occupancy"] {
+        let r = 32;
+        let s = load(&path, &opts(&[("resolution", "32"), ("target", target)])).unwrap();
+        let values = s.data.values().to_vec();
+        let mut sampler = SurfaceSampler::new(&s, 1000, 7).unwrap();
+        // The shell is a thin part of the grid, around the level set.
+        let shell = sampler.shell_len();
+        assert!(shell > 100 && shell < r * r * r / 2, "{target}: {shell}");
+        assert_eq!(sampler.batches_per_epoch(), (r * r * r).div_ceil(1000));
+        let a = sampler.batch(3, 5);
+        assert_eq!(
+            a,
+            sampler.batch(3, 5),
+            "a batch is a function of (epoch, k)"
+        );
+        assert_ne!(a, sampler.batch(3, 6));
+        assert_eq!(a.len(), 1000 * 3);
+        assert!(a.iter().all(|&i| (i as usize) < r));
+        // Half the samples are near the surface: the field there is close to the level (sdf)
+        // or a neighbour differs (occupancy); far fewer of the uniform half are.
+        let near = a
+            .chunks_exact(3)
+            .filter(|p| {
+                let at = |x: usize, y: usize, z: usize| values[(x * r + y) * r + z];
+                let (x, y, z) = (p[0] as usize, p[1] as usize, p[2] as usize);
+                let v = at(x, y, z);
+                if target == "sdf" {
+                    (v - 0.5).abs() <= 0.125 + 1e-6
+                } else {
+                    [(1i64, 0i64, 0i64), (0, 1, 0), (0, 0, 1)]
+                        .iter()
+                        .any(|&(dx, dy, dz)| {
+                            [-1i64, 1].iter().any(|&s| {
+                                let (u, w, q) =
+                                    (x as i64 + s * dx, y as i64 + s * dy, z as i64 + s * dz);
+                                (0..r as i64).contains(&u)
+                                    && (0..r as i64).contains(&w)
+                                    && (0..r as i64).contains(&q)
+                                    && (at(u as usize, w as usize, q as usize) > 0.5) != (v > 0.5)
+                            })
+                        })
+                }
+            })
+            .count();
+        // Half from the shell, and the uniform half hits it in proportion to its size.
+        let expected = 500.0 + 500.0 * shell as f64 / (r * r * r) as f64;
+        assert!(
+            (near as f64 - expected).abs() < 60.0,
+            "{target}: {near} of 1000 near the surface, {expected:.0} expected"
+        );
+    }
+}
+
+#[test]
+fn strategies_are_checked_with_the_config() {
+    use asmr_core::config::{assemble, Base, Layers};
+    let shape = find_modality("shape").unwrap();
+    let build = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        assemble(&Layers {
+            modality: Some(shape),
+            base: Base::Preset("shape-grid"),
+            files: &[],
+            sets: &sets,
+            options: &[],
+        })
+    };
+    build(&["train.strategy=surface", "train.batch=4096"]).unwrap();
+    build(&["train.strategy=grid"]).unwrap();
+    let e = build(&["train.strategy=surface"]).unwrap_err().to_string();
+    assert!(e.contains("train.batch"), "{e}");
+    let e = build(&["train.strategy=edges", "train.batch=64"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("train.strategy") && e.contains("surface"), "{e}");
+}

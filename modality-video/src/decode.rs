@@ -274,6 +274,13 @@ pub fn decode(path: &Path, opts: &DecodeOptions) -> Result<Clip> {
     if corrupt > 0 {
         notes.push(format!("{corrupt} damaged packets were skipped"));
     }
+    if let Some(n) = opts.frames.filter(|&n| state.kept < n) {
+        notes.push(format!(
+            "--frames {n}: the clip holds {} frames from there (at stride {}); fitting those",
+            state.kept,
+            opts.stride.max(1)
+        ));
+    }
     let mut aspect = reduce((
         state.pixel_aspect.numerator(),
         state.pixel_aspect.denominator(),

@@ -198,15 +198,15 @@ fn summary(m: &Metrics) -> String {
 asmr_core::preset!(
     "video",
     "video",
-    "default: ASMR 5x256, automatic bases, full-clip steps (minibatches when over the memory budget)"
+    "default for clips (full-clip steps; minibatches over the memory budget)"
 );
 asmr_core::preset!(
     "video",
     "video-demo",
-    "the built-in example: ASMR 4x128, automatic bases, 300 steps at lr 1e-3"
+    "the built-in example clip (24 x 64 x 96, a moving disc)"
 );
 asmr_core::preset!(
     "video",
     "video-uvg",
-    "the paper's recipe: 150x270x480 UVG clips, ASMR 10x512 with the paper's bases, 194,400-sample batches on a [15,27,48] grid, 300 epochs, grad clip 0.1"
+    "the paper's UVG recipe: 150 x 270 x 480 clips (--frames 150 --size 480x270), grad clip 0.1"
 );
