@@ -395,6 +395,15 @@ fn fit(args: FitArgs, mut given: Vec<(String, OptionKind, String)>) -> Result<()
             );
         }
     }
+    // The paper's schedule (lr 1e-4) needs thousands of steps before ASMR's fit looks right.
+    let slow_start = config.model == "asmr" && config.train.lr <= 1e-4 + 1e-12;
+    if slow_start && !config.train.minibatch() && config.train.iterations < 1000 && !args.quiet {
+        eprintln!(
+            "note: ASMR at lr {:e} (the paper's schedule) starts slowly: {} steps give a rough, \
+             blocky fit; --set train.lr=1e-3 gets much further in a short run",
+            config.train.lr, config.train.iterations
+        );
+    }
     let signal = load_with_spinner(modality, args.input.as_deref(), &config.data, args.quiet)?;
     for note in &signal.notes {
         eprintln!("warning: {note}");

@@ -96,11 +96,12 @@ fn fit_writes_a_complete_run_folder_and_render_reproduces_it() {
         "log.csv",
         "reconstruction.png",
         "psnr.png",
+        "summary.png",
     ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
     // No temporary files left behind.
-    assert_eq!(std::fs::read_dir(&run).unwrap().count(), 7);
+    assert_eq!(std::fs::read_dir(&run).unwrap().count(), 8);
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
     for k in [
@@ -570,6 +571,26 @@ fn audio_fits_and_renders_a_wav() {
         std::fs::read(dir.path().join("again.wav")).unwrap(),
         std::fs::read(dir.path().join("a/reconstruction.wav")).unwrap()
     );
+    // A span longer than the recording is fitted as far as it goes, and said so.
+    let o = cli(
+        &[
+            "fit",
+            "audio",
+            "tone.wav",
+            "--seconds",
+            "100",
+            "--out",
+            "long",
+            "-q",
+        ]
+        .iter()
+        .chain(&["--iterations", "2", "--set", "net.hidden=8"])
+        .copied()
+        .collect::<Vec<_>>(),
+        dir.path(),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("--seconds 100"), "{err}");
     fails(
         &["fit", "audio", "tone.wav", "--offset", "9", "--out", "b"],
         dir.path(),
@@ -927,4 +948,144 @@ fn bench_times_every_model_and_checks_all_cases_first() {
         assert!(!o.status.success() && err.contains(needle), "{err}");
         assert!(!err.contains("timing"), "timed before failing: {err}");
     }
+}
+
+/// Every picture every modality writes is there, decodes and is large enough to read; the list of
+/// pictures comes from the run's own metrics.json, so a picture that silently disappears fails.
+#[test]
+fn every_picture_of_every_modality_is_written_and_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected: Vec<(&str, Vec<&str>)> = vec![
+        ("image", vec!["psnr.png", "summary.png"]),
+        ("audio", vec!["psnr.png", "summary.png", "spectrogram.png"]),
+        ("shape", vec!["psnr.png", "summary.png", "render.png"]),
+        ("array", vec!["psnr.png", "summary.png"]),
+    ];
+    if cfg!(feature = "video") {
+        expected.push(("video", vec!["psnr.png", "summary.png", "frames.png"]));
+    }
+    for (modality, pictures) in expected {
+        let out = format!("pic-{modality}");
+        ok(
+            &["fit", modality, "--iterations", "4", "--out", &out, "-q"],
+            dir.path(),
+        );
+        let m = read_metrics(dir.path(), &out);
+        let mut listed: Vec<String> = vec!["psnr.png".into()];
+        listed.extend(
+            m["extra_files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .filter(|f| f.ends_with(".png")),
+        );
+        for p in &pictures {
+            assert!(
+                listed.iter().any(|l| l == p),
+                "{modality}: {p} not in {listed:?}"
+            );
+        }
+        for p in listed {
+            let img = image::open(dir.path().join(&out).join(&p))
+                .unwrap_or_else(|e| panic!("{modality}/{p}: {e}"));
+            assert!(
+                img.width() >= 600 && img.height() >= 300,
+                "{modality}/{p}: {} x {}",
+                img.width(),
+                img.height()
+            );
+        }
+    }
+}
+
+/// What a new user reads is true: `list`'s numbers are the presets' own, help texts describe
+/// their arguments, `bench` runs on any shape without a preset, a fixed-bases error says how to
+/// get automatic bases, a resumed run says where it resumes, and a minibatch run never prints a
+/// best PSNR of minus infinity.
+#[test]
+fn first_hour_messages_are_true() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let list = ok(&["list"], d);
+    let demo = list
+        .lines()
+        .find(|l| l.trim_start().starts_with("demo "))
+        .unwrap();
+    assert!(
+        demo.contains("asmr 4x128") && demo.contains("300 steps"),
+        "{demo}"
+    );
+    // Every preset row starts its description in the same column.
+    let cols: Vec<usize> = list
+        .lines()
+        .filter(|l| l.contains("] asmr") || l.contains("] siren"))
+        .map(|l| l.find('[').unwrap())
+        .collect();
+    assert!(cols.windows(2).all(|w| w[0] == w[1]), "{list}");
+    let help = ok(&["render", "--help"], d);
+    assert!(
+        help.contains("model.safetensors") && help.contains("cpu, cuda"),
+        "{help}"
+    );
+    let help = ok(&["profile", "--help"], d);
+    assert!(help.contains("repeat the flag"), "{help}");
+    let help = ok(&["fit", "audio", "--help"], d);
+    assert!(
+        help.contains("--sample-rate") && help.contains("data.sample_rate"),
+        "{help}"
+    );
+    let table = ok(
+        &[
+            "bench",
+            "--shape",
+            "24,20",
+            "--models",
+            "asmr",
+            "--repeats",
+            "1",
+        ],
+        d,
+    );
+    assert!(table.contains("| asmr |"), "{table}");
+
+    let photo = small_photo(d);
+    let photo = photo.to_str().unwrap();
+    fails(
+        &["fit", "image", photo, "--preset", "low-mac-4", "--out", "x"],
+        d,
+        "--set net.bases=auto",
+    );
+    let mut args = vec!["fit", "image", photo, "--out", "r", "--iterations", "4"];
+    args.extend(["--set", "net.hidden=8"]);
+    ok(&args, d);
+    let o = cli(
+        &[
+            "fit",
+            "image",
+            photo,
+            "--resume",
+            "r/state.safetensors",
+            "--iterations",
+            "6",
+        ],
+        d,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && err.contains("resuming from step 4 of 6"),
+        "{err}"
+    );
+    let render = cli(&["render", "r/model.safetensors", "--out", "a.png"], d);
+    let err = String::from_utf8_lossy(&render.stderr);
+    assert!(err.contains("14 x 20 (height x width)"), "{err}");
+    let o = cli(
+        &[
+            "fit", "image", photo, "--batch", "64", "--epochs", "2", "--out", "m",
+        ],
+        d,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !err.contains("inf"), "{err}");
+    assert!(err.contains("epoch 2/2: PSNR"), "{err}");
 }

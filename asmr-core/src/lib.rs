@@ -7,6 +7,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod figure;
 pub mod gpu;
 pub mod grid;
 pub mod kernels;

@@ -13,6 +13,84 @@ use crate::signal::{Signal, SignalInfo};
 /// Writes a modality's extra outputs into a run folder; returns the file names.
 pub type ExtrasFn = fn(&Signal, &[f32], &Path) -> Result<Vec<String>>;
 
+/// The two pictures of a run's `summary.png`: the reconstruction and its error map, from the
+/// whole prediction (training range, raster order, channels last).
+pub type PreviewFn = fn(&Signal, &[f32]) -> Result<Preview>;
+
+/// What `summary.png` shows of a fit besides its quality curve.
+pub struct Preview {
+    pub reconstruction: crate::figure::Panel,
+    pub error: crate::figure::Panel,
+    /// What the error map's colours mean.
+    pub error_label: String,
+    /// The value of the brightest colour of the error map (the darkest is `error_min`).
+    pub error_min: f64,
+    pub error_max: f64,
+    pub error_map: fn(f32) -> [u8; 3],
+}
+
+impl Preview {
+    /// A picture of `h x w` samples (training range, channels last) and its error map: one
+    /// channel in gray, three as RGB, any other number by their first channel. `what` names the
+    /// picture in the titles (`"frame 12 of 24"`).
+    pub fn of_picture(
+        target: &[f32],
+        prediction: &[f32],
+        (h, w): (usize, usize),
+        channels: usize,
+        what: &str,
+    ) -> Result<Self> {
+        let n = h * w * channels;
+        if target.len() < n || prediction.len() < n {
+            return Err(Error::Invalid(format!(
+                "preview: {h} x {w} x {channels} values expected"
+            )));
+        }
+        let px = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+        let rgb: Vec<u8> = prediction[..n]
+            .chunks_exact(channels)
+            .flat_map(|p| match channels {
+                3 => [px(p[0]), px(p[1]), px(p[2])],
+                _ => [px(p[0]); 3],
+            })
+            .collect();
+        let error: Vec<f32> = prediction[..n]
+            .chunks_exact(channels)
+            .zip(target[..n].chunks_exact(channels))
+            .map(|(p, t)| {
+                p.iter()
+                    .zip(t)
+                    .map(|(a, b)| (a.clamp(0.0, 1.0) - b).abs())
+                    .sum::<f32>()
+                    / channels as f32
+            })
+            .collect();
+        let max = error.iter().fold(1e-6f32, |m, &v| m.max(v));
+        let scaled: Vec<f32> = error.iter().map(|v| v / max).collect();
+        use crate::figure::{magma, Panel, Raster};
+        Ok(Self {
+            reconstruction: Panel {
+                title: format!("reconstruction, {what}"),
+                raster: Raster {
+                    width: w,
+                    height: h,
+                    rgb,
+                },
+                axes: None,
+            },
+            error: Panel {
+                title: format!("absolute error, {what}"),
+                raster: Raster::from_values(w, h, &scaled, magma),
+                axes: None,
+            },
+            error_label: "absolute error (values 0..1)".into(),
+            error_min: 0.0,
+            error_max: max as f64,
+            error_map: magma,
+        })
+    }
+}
+
 pub struct Modality {
     pub name: &'static str,
     pub description: &'static str,
@@ -38,6 +116,8 @@ pub struct Modality {
     /// More files for the run folder (a spectrogram...), from the whole prediction; returns their
     /// names. `None` when the modality has none (the prediction is then never held whole).
     pub extras: Option<ExtrasFn>,
+    /// The reconstruction and error map of `summary.png` (`None`: no summary picture).
+    pub preview: Option<PreviewFn>,
     /// The quality part of a run's summary line, from the metrics of `metrics` (`PSNR 31.20 dB,
     /// SSIM 0.9321`).
     pub summary: fn(&Metrics) -> String,

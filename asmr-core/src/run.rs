@@ -32,6 +32,7 @@ pub const LOG_FILE: &str = "log.csv";
 pub const METRICS_FILE: &str = "metrics.json";
 pub const CONFIG_FILE: &str = "config.yaml";
 pub const PLOT_FILE: &str = "psnr.png";
+pub const SUMMARY_FILE: &str = "summary.png";
 
 /// The signal a fit works on: the file given (read with the configuration's `data` section), or
 /// the modality's built-in example.
@@ -249,19 +250,21 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
     let recon = out_dir.join(modality.output_file);
     let mut writer = (modality.writer)(&signal.info, &recon)?;
     let mut whole = Vec::new();
+    let keep_whole = modality.extras.is_some() || modality.preview.is_some();
     for_each_band(&built, &mut |rows, band| {
         quality.add(rows, band)?;
-        if modality.extras.is_some() {
+        if keep_whole {
             whole.extend_from_slice(band);
         }
         writer.write_band(band)
     })?;
     writer.finish()?;
     let quality = quality.finish()?;
-    let extra_files = match modality.extras {
+    let mut extra_files = match modality.extras {
         Some(f) => f(&signal, &whole, &out_dir)?,
         None => Vec::new(),
     };
+    let preview = modality.preview.map(|f| f(&signal, &whole)).transpose()?;
     drop(whole);
     trainer.save_best(&out_dir.join(MODEL_FILE), &config, &signal)?;
 
@@ -271,6 +274,24 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
     );
     let title = format!("{} {} on {name}", modality.name, config.model);
     psnr_curve(log.records(), &title, &out_dir.join(PLOT_FILE))?;
+    if let Some(p) = preview {
+        let bar = crate::figure::ColourBar {
+            label: &p.error_label,
+            min: p.error_min,
+            max: p.error_max,
+            map: p.error_map,
+        };
+        let headline = format!("{title}: {}", (modality.summary)(&quality));
+        crate::figure::write_summary(
+            &out_dir.join(SUMMARY_FILE),
+            &headline,
+            &p.reconstruction,
+            &p.error,
+            &bar,
+            log.records(),
+        )?;
+        extra_files.push(SUMMARY_FILE.into());
+    }
 
     let wall = trainer.elapsed();
     let samples = signal.info.num_samples();

@@ -15,7 +15,7 @@ use asmr_core::config::{parse, SectionSpec, Value};
 use asmr_core::memory::{input_memory_limit, input_too_large};
 use asmr_core::metrics::{psnr_from_mse, Metrics};
 use asmr_core::output::write_atomic;
-use asmr_core::registry::{BandMetrics, BandWriter, Modality};
+use asmr_core::registry::{BandMetrics, BandWriter, Modality, Preview};
 use asmr_core::{Error, Result, Samples, Signal, SignalInfo};
 use serde::{Deserialize, Serialize};
 
@@ -343,6 +343,43 @@ fn band_metrics(target: &Signal) -> Result<Box<dyn BandMetrics + '_>> {
     Ok(Box::new(ArrayMetrics::new(target)?))
 }
 
+/// A 2-D slice through the middle of the array (its last two signal axes, the others at their
+/// middle index; the first channel) and its error map, for `summary.png`.
+fn preview(target: &Signal, prediction: &[f32]) -> Result<Preview> {
+    let shape = &target.info.shape;
+    let c = target.info.channels;
+    let d = shape.len();
+    let (h, w) = match d {
+        1 => (1, shape[0]),
+        _ => (shape[d - 2], shape[d - 1]),
+    };
+    let lead: Vec<usize> = shape[..d.saturating_sub(2)].iter().map(|n| n / 2).collect();
+    let mut start = 0;
+    for (a, &i) in lead.iter().enumerate() {
+        start = start * shape[a] + i;
+    }
+    let plane = h * w;
+    let first = |v: &[f32]| -> Vec<f32> {
+        v[start * plane * c..(start + 1) * plane * c]
+            .iter()
+            .step_by(c)
+            .copied()
+            .collect()
+    };
+    let what = if lead.is_empty() {
+        format!("{h} x {w}, channel 0")
+    } else {
+        format!("slice {lead:?} of {shape:?}, channel 0")
+    };
+    Preview::of_picture(
+        &first(&target.data.values()),
+        &first(prediction),
+        (h, w),
+        1,
+        &what,
+    )
+}
+
 fn npy_writer(info: &SignalInfo, path: &Path) -> Result<Box<dyn BandWriter>> {
     Ok(Box::new(NpyBands::create(info, path)?))
 }
@@ -360,6 +397,7 @@ asmr_core::inventory::submit! {
         metrics: band_metrics,
         writer: npy_writer,
         extras: None,
+        preview: Some(preview),
         summary,
     }
 }

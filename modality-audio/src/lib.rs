@@ -11,7 +11,7 @@ mod wav;
 
 use asmr_core::config::{parse, SectionSpec, Value};
 use asmr_core::metrics::{psnr_from_mse, Metrics};
-use asmr_core::registry::{BandMetrics, BandWriter, Modality};
+use asmr_core::registry::{BandMetrics, BandWriter, Modality, Preview};
 use asmr_core::{Error, Result, Signal, SignalInfo};
 
 pub use decode::{decode, load, Decoded};
@@ -85,6 +85,7 @@ asmr_core::inventory::submit! {
         metrics,
         writer,
         extras: Some(extras),
+        preview: Some(preview),
         summary,
     }
 }
@@ -95,18 +96,70 @@ fn summary(m: &Metrics) -> String {
     format!("PSNR {:.2} dB, SNR {:.2} dB", get("psnr"), get("snr"))
 }
 
-/// `spectrogram.png` of the channel-mixed waveforms.
-fn extras(target: &Signal, prediction: &[f32], dir: &std::path::Path) -> Result<Vec<String>> {
+/// Each channel's original and reconstructed waveform, the sample rate, and the channels' names
+/// (`mono` for one channel, `channel 1`, `channel 2`... otherwise).
+fn waveforms(target: &Signal, prediction: &[f32]) -> spectrogram::Waveforms {
     let c = target.info.channels;
-    let target = target.data.values();
-    let mono = |v: &[f32]| -> Vec<f32> {
-        v.chunks_exact(c)
-            .map(|f| f.iter().map(|&x| to_wave(x.clamp(0.0, 1.0))).sum::<f32>() / c as f32)
+    let values = target.data.values();
+    let channel = |v: &[f32], k: usize| -> Vec<f32> {
+        v.iter()
+            .skip(k)
+            .step_by(c)
+            .map(|&x| to_wave(x.clamp(0.0, 1.0)))
             .collect()
     };
+    let pairs = (0..c)
+        .map(|k| (channel(&values, k), channel(prediction, k)))
+        .collect();
+    let names = if c == 1 {
+        let mixed = target
+            .info
+            .extra
+            .get("source_channels")
+            .and_then(|v| v.as_u64())
+            .is_some_and(|n| n > 1);
+        vec![if mixed {
+            "channels mixed to mono"
+        } else {
+            "mono"
+        }
+        .to_string()]
+    } else {
+        (1..=c).map(|k| format!("channel {k}")).collect()
+    };
+    let rate = target
+        .info
+        .extra
+        .get("sample_rate")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(16000.0);
+    spectrogram::Waveforms { pairs, rate, names }
+}
+
+/// `spectrogram.png`: every channel's original, reconstruction and error.
+fn extras(target: &Signal, prediction: &[f32], dir: &std::path::Path) -> Result<Vec<String>> {
     let name = "spectrogram.png";
-    spectrogram::write(&mono(&target), &mono(prediction), &dir.join(name))?;
+    spectrogram::write(&waveforms(target, prediction), &dir.join(name))?;
     Ok(vec![name.to_string()])
+}
+
+/// The first channel's reconstruction and error spectrograms for `summary.png`.
+fn preview(target: &Signal, prediction: &[f32]) -> Result<Preview> {
+    let mut w = waveforms(target, prediction);
+    w.pairs.truncate(1);
+    w.names.truncate(1);
+    let s = spectrogram::spectrograms(&w)?;
+    let bar = spectrogram::bar(&s);
+    let mut panels = s.panels.into_iter();
+    let (_, reconstruction, error) = (panels.next(), panels.next(), panels.next());
+    Ok(Preview {
+        reconstruction: reconstruction.ok_or_else(|| Error::Invalid("no spectrogram".into()))?,
+        error: error.ok_or_else(|| Error::Invalid("no spectrogram".into()))?,
+        error_label: bar.label.to_string(),
+        error_min: bar.min,
+        error_max: bar.max,
+        error_map: bar.map,
+    })
 }
 
 asmr_core::preset!("audio", "audio-auto", "default for recordings");

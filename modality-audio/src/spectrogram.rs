@@ -1,10 +1,10 @@
-//! `spectrogram.png`: original, reconstruction and error spectrograms stacked (low frequencies at
-//! the bottom of each panel) on one shared dB colour scale, so the error is read against the
-//! signal's own level.
+//! `spectrogram.png`: original, reconstruction and error spectrograms of every channel, with time
+//! and frequency axes, on one shared dB colour scale (its bar beside them), so the error is read
+//! against the signal's own level.
 
 use std::path::Path;
 
-use asmr_core::output::write_bytes_atomic;
+use asmr_core::figure::{magma, write_panels, Axes, ColourBar, Panel, Raster};
 use asmr_core::{Error, Result};
 
 const WINDOW: usize = 512;
@@ -12,7 +12,6 @@ const HOP: usize = 128;
 /// Dynamic range shown below the loudest bin of the original.
 const RANGE_DB: f32 = 80.0;
 const MAX_COLUMNS: usize = 1600;
-const GAP: usize = 4;
 
 /// In-place radix-2 FFT of `re`/`im` (length a power of two).
 fn fft(re: &mut [f32], im: &mut [f32]) {
@@ -73,66 +72,133 @@ pub fn stft_db(x: &[f32]) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// A perceptually ordered dark-to-bright colour map (black, purple, red, orange, pale yellow).
-fn colour(t: f32) -> [u8; 3] {
-    const STOPS: [[f32; 3]; 5] = [
-        [0.0, 0.0, 0.02],
-        [0.32, 0.07, 0.48],
-        [0.75, 0.17, 0.38],
-        [0.98, 0.55, 0.22],
-        [0.99, 0.99, 0.75],
-    ];
-    let t = t.clamp(0.0, 1.0) * (STOPS.len() - 1) as f32;
-    let i = (t.floor() as usize).min(STOPS.len() - 2);
-    let f = t - i as f32;
-    let mut out = [0u8; 3];
-    for c in 0..3 {
-        out[c] = ((STOPS[i][c] * (1.0 - f) + STOPS[i + 1][c] * f) * 255.0).round() as u8;
+/// The spectrogram of `x` as a panel: time (s) across, frequency (kHz) up, colours on the dB
+/// scale `bottom..top`.
+fn panel(x: &[f32], rate: f64, title: String, bottom: f32, top: f32) -> Panel {
+    let frames_db = stft_db(x);
+    let frames = frames_db.len();
+    let step = frames.div_ceil(MAX_COLUMNS).max(1);
+    let w = frames.div_ceil(step);
+    let bins = WINDOW / 2 + 1;
+    let mut values = vec![0f32; w * bins];
+    for col in 0..w {
+        // Loudest of the frames this column covers.
+        let cols = &frames_db[col * step..((col + 1) * step).min(frames)];
+        for k in 0..bins {
+            let v = cols.iter().map(|c| c[k]).fold(f32::NEG_INFINITY, f32::max);
+            values[(bins - 1 - k) * w + col] = (v - bottom) / (top - bottom);
+        }
     }
-    out
+    Panel {
+        title,
+        raster: Raster::from_values(w, bins, &values, magma),
+        axes: Some(Axes {
+            x: (0.0, x.len() as f64 / rate),
+            x_desc: "time (s)".into(),
+            y: (0.0, rate / 2000.0),
+            y_desc: "frequency (kHz)".into(),
+        }),
+    }
 }
 
-/// Write the three stacked spectrograms of waveforms `original` and `reconstruction` (mono).
-pub fn write(original: &[f32], reconstruction: &[f32], path: &Path) -> Result<()> {
-    if original.len() != reconstruction.len() || original.is_empty() {
+/// Original, reconstruction and error spectrograms of every channel on one dB scale (0 dB: the
+/// loudest bin of the originals), and that scale.
+pub struct Spectrograms {
+    /// Row by row: originals, reconstructions, errors; a column per channel.
+    pub panels: Vec<Panel>,
+    pub channels: usize,
+    pub bottom: f32,
+    pub top: f32,
+}
+
+/// The waveforms of a fit: each channel's (or the mix's) original and reconstruction, their
+/// sample rate and the channels' names.
+pub struct Waveforms {
+    pub pairs: Vec<(Vec<f32>, Vec<f32>)>,
+    pub rate: f64,
+    pub names: Vec<String>,
+}
+
+pub fn spectrograms(w: &Waveforms) -> Result<Spectrograms> {
+    let (channels, rate, names) = (&w.pairs, w.rate, &w.names);
+    if channels.is_empty()
+        || channels
+            .iter()
+            .any(|(a, b)| a.len() != b.len() || a.is_empty())
+    {
         return Err(Error::Invalid(
             "spectrogram: waveform lengths differ".into(),
         ));
     }
-    let error: Vec<f32> = original
+    let top = channels
         .iter()
-        .zip(reconstruction)
-        .map(|(a, b)| a - b)
-        .collect();
-    let panels = [stft_db(original), stft_db(reconstruction), stft_db(&error)];
-    let top = panels[0]
-        .iter()
-        .flatten()
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        .flat_map(|(a, _)| stft_db(a).into_iter().flatten())
+        .fold(f32::NEG_INFINITY, f32::max);
     let bottom = top - RANGE_DB;
-    let frames = panels[0].len();
-    let step = frames.div_ceil(MAX_COLUMNS).max(1);
-    let w = frames.div_ceil(step);
-    let bins = WINDOW / 2 + 1;
-    let h = 3 * bins + 2 * GAP;
-    let mut img = image::RgbImage::from_pixel(w as u32, h as u32, image::Rgb([255, 255, 255]));
-    for (p, panel) in panels.iter().enumerate() {
-        let y0 = p * (bins + GAP);
-        for x in 0..w {
-            // Loudest of the frames this column covers.
-            let cols = &panel[x * step..((x + 1) * step).min(frames)];
-            for k in 0..bins {
-                let v = cols.iter().map(|c| c[k]).fold(f32::NEG_INFINITY, f32::max);
-                let t = (v - bottom) / (top - bottom);
-                let y = y0 + (bins - 1 - k);
-                img.put_pixel(x as u32, y as u32, image::Rgb(colour(t)));
-            }
-        }
+    let mut rows: [Vec<Panel>; 3] = Default::default();
+    for ((original, reconstruction), name) in channels.iter().zip(names) {
+        let error: Vec<f32> = original
+            .iter()
+            .zip(reconstruction)
+            .map(|(a, b)| a - b)
+            .collect();
+        rows[0].push(panel(
+            original,
+            rate,
+            format!("original, {name}"),
+            bottom,
+            top,
+        ));
+        rows[1].push(panel(
+            reconstruction,
+            rate,
+            format!("reconstruction, {name}"),
+            bottom,
+            top,
+        ));
+        rows[2].push(panel(
+            &error,
+            rate,
+            format!("error (original - reconstruction), {name}"),
+            bottom,
+            top,
+        ));
     }
-    let mut png = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-    write_bytes_atomic(path, &png)
+    Ok(Spectrograms {
+        panels: rows.into_iter().flatten().collect(),
+        channels: channels.len(),
+        bottom,
+        top,
+    })
+}
+
+/// The colour bar of a set of spectrograms (dB relative to the loudest bin of the originals).
+pub fn bar(s: &Spectrograms) -> ColourBar<'static> {
+    ColourBar {
+        label: "level (dB below the loudest bin of the original)",
+        min: (s.bottom - s.top) as f64,
+        max: 0.0,
+        map: magma,
+    }
+}
+
+/// Write `spectrogram.png`: a column per channel, a row each for the original, the
+/// reconstruction and the error, on one dB scale with its colour bar.
+pub fn write(w: &Waveforms, path: &Path) -> Result<()> {
+    let s = spectrograms(w)?;
+    let cell = if s.channels == 1 {
+        (900, 300)
+    } else {
+        (620, 300)
+    };
+    write_panels(
+        path,
+        "spectrograms (Hann window of 512 samples, hop 128)",
+        &s.panels,
+        s.channels,
+        cell,
+        Some(&bar(&s)),
+    )
 }
 
 #[cfg(test)]
@@ -160,15 +226,36 @@ mod tests {
     }
 
     #[test]
-    fn writes_three_panels() {
+    fn writes_labelled_panels_for_every_channel() {
         let dir = tempfile::tempdir().unwrap();
         let x: Vec<f32> = (0..8000).map(|i| (i as f32 * 0.3).sin() * 0.5).collect();
         let y: Vec<f32> = x.iter().map(|v| v * 0.9).collect();
         let p = dir.path().join("s.png");
-        write(&x, &y, &p).unwrap();
+        let names = vec!["channel 1".to_string(), "channel 2".to_string()];
+        let both = Waveforms {
+            pairs: vec![(x.clone(), y.clone()), (y.clone(), x.clone())],
+            rate: 16000.0,
+            names: names.clone(),
+        };
+        let s = spectrograms(&both).unwrap();
+        assert_eq!(s.panels.len(), 6);
+        assert!(s.panels[0].title.contains("original, channel 1"));
+        assert!(s.panels[5].title.contains("error") && s.panels[5].title.contains("channel 2"));
+        let axes = s.panels[0].axes.as_ref().unwrap();
+        assert_eq!(axes.x, (0.0, 0.5));
+        assert_eq!(axes.y, (0.0, 8.0));
+        let one = |pair: (Vec<f32>, Vec<f32>)| Waveforms {
+            pairs: vec![pair],
+            rate: 16000.0,
+            names: names[..1].to_vec(),
+        };
+        write(&one((x.clone(), y.clone())), &p).unwrap();
         let img = image::open(&p).unwrap();
-        assert_eq!(img.height() as usize, 3 * 257 + 2 * GAP);
-        assert_eq!(img.width() as usize, (8000 - 512) / 128 + 1);
-        assert!(write(&x, &y[..10], &p).is_err());
+        assert!(
+            img.width() > 800 && img.height() > 800,
+            "{:?}",
+            (img.width(), img.height())
+        );
+        assert!(write(&one((x, y[..10].to_vec())), &p).is_err());
     }
 }

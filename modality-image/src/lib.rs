@@ -7,7 +7,7 @@ mod presets;
 
 use asmr_core::config::{Section, SectionSpec};
 use asmr_core::metrics::{clamped_mse, psnr_from_mse, Metrics, SsimBands};
-use asmr_core::registry::{BandMetrics, BandWriter, Modality};
+use asmr_core::registry::{BandMetrics, BandWriter, Modality, Preview};
 use asmr_core::{Error, Result, Signal, SignalInfo};
 
 pub use example::example;
@@ -98,6 +98,19 @@ fn band_metrics(target: &Signal) -> Result<Box<dyn BandMetrics + '_>> {
     Ok(Box::new(ImageMetrics::new(target)))
 }
 
+/// The image and its error map for `summary.png`.
+fn preview(target: &Signal, prediction: &[f32]) -> Result<Preview> {
+    let (h, w) = (target.info.shape[0], target.info.shape[1]);
+    let what = format!("{w} x {h} pixels");
+    Preview::of_picture(
+        &target.data.values(),
+        prediction,
+        (h, w),
+        target.info.channels,
+        &what,
+    )
+}
+
 fn png_writer(info: &SignalInfo, path: &std::path::Path) -> Result<Box<dyn BandWriter>> {
     Ok(Box::new(PngBands::create(info, path)?))
 }
@@ -115,6 +128,7 @@ asmr_core::inventory::submit! {
         metrics: band_metrics,
         writer: png_writer,
         extras: None,
+        preview: Some(preview),
         summary,
     }
 }

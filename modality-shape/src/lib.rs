@@ -19,7 +19,7 @@ use std::path::Path;
 use asmr_core::config::{parse, OptionSpec, Section, SectionSpec, Value};
 use asmr_core::metrics::{clamped_mse, psnr_from_mse, Metrics};
 use asmr_core::output::write_bytes_atomic;
-use asmr_core::registry::{BandMetrics, BandWriter, Modality};
+use asmr_core::registry::{BandMetrics, BandWriter, Modality, Preview};
 use asmr_core::{Error, Result, Samples, Signal, SignalInfo};
 
 use field::{Target, LEVEL};
@@ -278,6 +278,16 @@ fn obj_writer(info: &SignalInfo, path: &Path) -> Result<Box<dyn BandWriter>> {
 }
 
 /// `render.png`: the source and the fitted surface from the same viewpoint.
+/// The fitted field's middle slice along the first axis (0.5 on the surface) and its error map,
+/// for `summary.png`.
+fn preview(target: &Signal, prediction: &[f32]) -> Result<Preview> {
+    let r = side(&target.info)?;
+    let range = r / 2 * r * r..(r / 2 + 1) * r * r;
+    let what = format!("field slice {} of {r} (0.5: the surface)", r / 2);
+    let original = target.data.slice(range.clone());
+    Preview::of_picture(&original, &prediction[range], (r, r), 1, &what)
+}
+
 fn extras(target: &Signal, prediction: &[f32], dir: &Path) -> Result<Vec<String>> {
     let info = &target.info;
     let norm = normalisation(info)?;
@@ -301,6 +311,7 @@ asmr_core::inventory::submit! {
         metrics: band_metrics,
         writer: obj_writer,
         extras: Some(extras),
+        preview: Some(preview),
         summary,
     }
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use asmr_core::config::{parse, SectionSpec, Value};
 use asmr_core::metrics::{clamped_mse, psnr_from_mse, ssim, Metrics, SSIM_WINDOW};
 use asmr_core::output::write_atomic;
-use asmr_core::registry::{BandMetrics, BandWriter, Modality};
+use asmr_core::registry::{BandMetrics, BandWriter, Modality, Preview};
 use asmr_core::{Error, Result, Samples, Signal, SignalInfo};
 
 pub use decode::{decode, parse_size, Clip, DecodeOptions, VideoOptions};
@@ -141,6 +141,21 @@ fn mp4_writer(info: &SignalInfo, path: &Path) -> Result<Box<dyn BandWriter>> {
 
 /// `frames.png` (a strip of frames, original above reconstruction) and `frames.csv` (PSNR and
 /// SSIM of every frame).
+/// The middle frame and its error map for `summary.png`.
+fn preview(target: &Signal, prediction: &[f32]) -> Result<Preview> {
+    let (t, h, w) = (
+        target.info.shape[0],
+        target.info.shape[1],
+        target.info.shape[2],
+    );
+    let k = t / 2;
+    let frame = h * w * 3;
+    let range = k * frame..(k + 1) * frame;
+    let what = format!("frame {k} of {t}");
+    let original = target.data.slice(range.clone());
+    Preview::of_picture(&original, &prediction[range], (h, w), 3, &what)
+}
+
 fn extras(target: &Signal, prediction: &[f32], dir: &Path) -> Result<Vec<String>> {
     let strip_name = "frames.png";
     strip::write(target, prediction, &dir.join(strip_name))?;
@@ -175,6 +190,7 @@ asmr_core::inventory::submit! {
         metrics: band_metrics,
         writer: mp4_writer,
         extras: Some(extras),
+        preview: Some(preview),
         summary,
     }
 }

@@ -1,21 +1,19 @@
-//! `frames.png`: a few frames spread over the clip, the original above the reconstruction, so a
-//! fit can be judged at a glance without a video player.
+//! `frames.png`: a few frames spread over the clip, the original above the reconstruction, each
+//! titled with its frame number, so a fit can be judged at a glance without a video player.
 
 use std::path::Path;
 
-use asmr_core::output::write_atomic;
+use asmr_core::figure::{write_panels, Panel, Raster};
 use asmr_core::{Error, Result, Signal};
 
 /// Frames shown at most.
 const MAX_FRAMES: usize = 6;
 /// The strip is kept about this wide.
-const MAX_WIDTH: usize = 2400;
-const GAP: usize = 4;
-const BACKGROUND: [u8; 3] = [24, 24, 24];
+const MAX_WIDTH: usize = 1800;
 
 /// Indices of the frames shown: first, last and evenly spaced between.
 pub fn chosen_frames(frames: usize, width: usize) -> Vec<usize> {
-    let fit = (MAX_WIDTH / (width + GAP)).max(1);
+    let fit = (MAX_WIDTH / width.max(160)).max(1);
     let n = MAX_FRAMES.min(frames).min(fit);
     if n <= 1 {
         return vec![0];
@@ -37,36 +35,38 @@ pub fn write(target: &Signal, prediction: &[f32], path: &Path) -> Result<()> {
             t * frame
         )));
     }
-    // Small frames are shown twice as large (nearest neighbour) so they can be inspected.
-    let zoom = if w * 2 * MAX_FRAMES.min(t) <= MAX_WIDTH && h < 360 {
-        2
-    } else {
-        1
-    };
-    let picks = chosen_frames(t, w * zoom);
-    let (fw, fh) = (w * zoom, h * zoom);
-    let width = picks.len() * fw + (picks.len() + 1) * GAP;
-    let height = 2 * fh + 3 * GAP;
-    let mut img = image::RgbImage::from_pixel(width as u32, height as u32, image::Rgb(BACKGROUND));
+    let picks = chosen_frames(t, w);
     let to_u8 = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-    for (col, &f) in picks.iter().enumerate() {
-        let original = target.data.slice(f * frame..(f + 1) * frame);
-        let rows: [&[f32]; 2] = [&original, &prediction[f * frame..(f + 1) * frame]];
-        for (row, values) in rows.iter().enumerate() {
-            let (x0, y0) = (GAP + col * (fw + GAP), GAP + row * (fh + GAP));
-            for y in 0..fh {
-                for x in 0..fw {
-                    let i = ((y / zoom) * w + x / zoom) * 3;
-                    let px =
-                        image::Rgb([to_u8(values[i]), to_u8(values[i + 1]), to_u8(values[i + 2])]);
-                    img.put_pixel((x0 + x) as u32, (y0 + y) as u32, px);
-                }
-            }
+    let raster = |values: &[f32]| Raster {
+        width: w,
+        height: h,
+        rgb: values.iter().map(|&v| to_u8(v)).collect(),
+    };
+    let mut panels = Vec::with_capacity(2 * picks.len());
+    for (row, label) in ["original", "reconstruction"].into_iter().enumerate() {
+        for &f in &picks {
+            let range = f * frame..(f + 1) * frame;
+            let values = if row == 0 {
+                target.data.slice(range).into_owned()
+            } else {
+                prediction[range].to_vec()
+            };
+            panels.push(Panel {
+                title: format!("{label}, frame {f} of {t}"),
+                raster: raster(&values),
+                axes: None,
+            });
         }
     }
-    write_atomic(path, |out| {
-        image::DynamicImage::ImageRgb8(img)
-            .write_to(out, image::ImageFormat::Png)
-            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
-    })
+    // Cells wide enough to read, small frames shown larger.
+    let cell_w = (MAX_WIDTH as u32 / picks.len() as u32).clamp(160, 2 * w.max(80) as u32);
+    let cell_h = (cell_w as f64 * h as f64 / w as f64) as u32 + 36;
+    write_panels(
+        path,
+        "frames: the original (top) and the reconstruction (bottom)",
+        &panels,
+        picks.len(),
+        (cell_w, cell_h),
+        None,
+    )
 }
