@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use asmr_core::output::write_atomic;
-use asmr_core::{Error, Result};
+use asmr_core::figure::{write_panels, Panel, Raster};
+use asmr_core::Result;
 
 use crate::mesh::{cross, dot, normalize, sub, Mesh, Vec3};
 
@@ -87,32 +87,39 @@ fn panel(mesh: &Mesh, tint: [f64; 3]) -> Vec<u8> {
 }
 
 /// The source (left) and the fitted surface (right; empty when none was found), both in the
-/// source's normalised frame.
+/// source's normalised frame, seen from the same viewpoint, each titled.
 pub fn write(source: &Mesh, fitted: Option<&Mesh>, path: &Path) -> Result<()> {
-    let left = panel(source, [0.85, 0.85, 0.9]);
-    let right = match fitted {
-        Some(m) => panel(m, [0.95, 0.75, 0.45]),
-        None => vec![30u8; SIZE * SIZE * 3],
+    let picture = |rgb| Raster {
+        width: SIZE,
+        height: SIZE,
+        rgb,
     };
-    let mut img = image::RgbImage::new(2 * SIZE as u32, SIZE as u32);
-    for y in 0..SIZE {
-        for x in 0..SIZE {
-            let k = (y * SIZE + x) * 3;
-            img.put_pixel(
-                x as u32,
-                y as u32,
-                image::Rgb([left[k], left[k + 1], left[k + 2]]),
-            );
-            img.put_pixel(
-                (SIZE + x) as u32,
-                y as u32,
-                image::Rgb([right[k], right[k + 1], right[k + 2]]),
-            );
-        }
-    }
-    write_atomic(path, |out| {
-        image::DynamicImage::ImageRgb8(img)
-            .write_to(out, image::ImageFormat::Png)
-            .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
-    })
+    let right_title = if fitted.is_some() {
+        "fitted surface (the field's 0.5 level)"
+    } else {
+        "fitted surface: none (the field never crosses 0.5)"
+    };
+    let panels = [
+        Panel {
+            title: "source mesh".into(),
+            raster: picture(panel(source, [0.85, 0.85, 0.9])),
+            axes: None,
+        },
+        Panel {
+            title: right_title.into(),
+            raster: picture(match fitted {
+                Some(m) => panel(m, [0.95, 0.75, 0.45]),
+                None => vec![30u8; SIZE * SIZE * 3],
+            }),
+            axes: None,
+        },
+    ];
+    write_panels(
+        path,
+        "shape: the source and the fit, shaded from the same viewpoint",
+        &panels,
+        2,
+        (SIZE as u32, SIZE as u32 + 30),
+        None,
+    )
 }
