@@ -58,7 +58,7 @@ pub fn duration(seconds: f64) -> String {
 
 impl Observer for Progress {
     fn started(&mut self, t: &Trainer) -> asmr_core::Result<()> {
-        let total = t.total_steps();
+        let total = t.schedule_steps();
         if t.step > 0 {
             self.line(&format!("resuming from step {} of {total}", t.step));
         }
@@ -79,7 +79,9 @@ impl Observer for Progress {
     }
 
     fn stepped(&mut self, t: &Trainer, rec: &StepRecord) -> asmr_core::Result<Flow> {
-        let total = t.total_steps();
+        // With a time budget the run's length is known once its first steps are measured.
+        let total = t.schedule_steps();
+        self.bar.set_length(total as u64);
         let (first, since) = self.start.unwrap_or((0, Instant::now()));
         let seconds = since.elapsed().as_secs_f64().max(1e-9);
         let rate = (t.step - first) as f64 / seconds;

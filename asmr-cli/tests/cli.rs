@@ -1089,3 +1089,39 @@ fn first_hour_messages_are_true() {
     assert!(o.status.success() && !err.contains("inf"), "{err}");
     assert!(err.contains("epoch 2/2: PSNR"), "{err}");
 }
+
+/// A time budget sets the schedule's length: the cosine reaches its floor as the budget ends, long
+/// before the (huge) step count the config allows.
+#[test]
+fn a_time_limit_ends_the_schedule_at_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = small_photo(dir.path());
+    let args = [
+        "fit",
+        "image",
+        photo.to_str().unwrap(),
+        "--time-limit",
+        "2",
+        "--iterations",
+        "1000000",
+        "--set",
+        "net.hidden=8",
+        "--set",
+        "train.lr=1e-3",
+        "--out",
+        "t",
+        "-q",
+    ];
+    ok(&args, dir.path());
+    let log = std::fs::read_to_string(dir.path().join("t/log.csv")).unwrap();
+    let rows: Vec<Vec<f64>> = log
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').take(5).map(|v| v.parse().unwrap()).collect())
+        .collect();
+    let (first, last) = (&rows[0], &rows[rows.len() - 1]);
+    assert!(rows.len() < 1_000_000);
+    // lr goes 1e-3 -> 1e-4 over the schedule: well past its middle at the end of the budget.
+    assert!(last[3] < 0.6 * first[3], "lr {} -> {}", first[3], last[3]);
+    assert!(last[4] < 3.5, "ran {} s for a 2 s budget", last[4]);
+}

@@ -116,7 +116,8 @@ pub const TRAIN_OPTIONS: &[OptionSpec] = &[
     OptionSpec::value(
         "time_limit",
         "time-limit",
-        "Stop after this many seconds of training; the schedule still spans the steps",
+        "Train for this many seconds: the schedule ends at the budget (its length estimated \
+         from the first steps' rate; --iterations caps it)",
     ),
     OptionSpec::value(
         "batch",

@@ -159,6 +159,27 @@ pub struct Trainer<'a> {
     batches: Option<Box<dyn BatchSource + 'a>>,
     steps_per_epoch: Option<usize>,
     started: Instant,
+    /// The step this process started from (after a resume, the checkpoint's).
+    first_step: usize,
+    /// With `train.time_limit`: the steps the schedule spans, measured once from the first steps.
+    budget_steps: Option<usize>,
+}
+
+/// A time budget's steps are estimated once this many steps and seconds have passed (the first
+/// steps pay one-off costs).
+const BUDGET_WARMUP_STEPS: usize = 3;
+const BUDGET_WARMUP_SECONDS: f64 = 1.0;
+
+/// Steps a run of `total` steps at most reaches in `remaining` seconds at `rate` steps per second,
+/// having taken `step` already (at least one more than `step`).
+pub fn budget_steps(step: usize, rate: f64, remaining: f64, total: usize) -> usize {
+    let more = (rate.max(0.0) * remaining.max(0.0)).floor();
+    let more = if more.is_finite() {
+        more as usize
+    } else {
+        total
+    };
+    step.saturating_add(more.max(1)).min(total)
 }
 
 impl<'a> Trainer<'a> {
@@ -204,6 +225,8 @@ impl<'a> Trainer<'a> {
             batches: None,
             steps_per_epoch: None,
             started: Instant::now(),
+            first_step: 0,
+            budget_steps: None,
         })
     }
 
@@ -225,6 +248,7 @@ impl<'a> Trainer<'a> {
             Some((m.clone(), v.clone()))
         })?;
         self.step = ckpt.meta.step;
+        self.first_step = self.step;
         self.best_step = ckpt.meta.best_step;
         self.best_psnr = ckpt.meta.best_psnr;
         self.best_params = ckpt.group("best/");
@@ -245,7 +269,7 @@ impl<'a> Trainer<'a> {
 
     /// All steps taken, or `train.time_limit` seconds of training spent (after one step at least).
     pub fn is_done(&self) -> bool {
-        self.step >= self.total_steps()
+        self.step >= self.schedule_steps()
             || (self.step > 0
                 && self.config.time_limit > 0.0
                 && self.elapsed() >= self.config.time_limit)
@@ -281,10 +305,37 @@ impl<'a> Trainer<'a> {
         self.step / self.steps_per_epoch.unwrap_or(usize::MAX).max(1)
     }
 
+    /// Steps the learning-rate schedule spans: the run's, or with `train.time_limit` as many as
+    /// the budget allows at the rate of the first steps (so a cosine ends at the budget).
+    pub fn schedule_steps(&self) -> usize {
+        self.budget_steps.unwrap_or_else(|| self.total_steps())
+    }
+
+    /// Measure the time budget's steps once the first steps have shown the rate.
+    fn measure_budget(&mut self) {
+        let limit = self.config.time_limit;
+        if limit <= 0.0 || self.budget_steps.is_some() {
+            return;
+        }
+        let done = self.step - self.first_step;
+        let secs = self.started.elapsed().as_secs_f64();
+        if done < BUDGET_WARMUP_STEPS || secs < BUDGET_WARMUP_SECONDS {
+            return;
+        }
+        let remaining = limit - self.elapsed();
+        self.budget_steps = Some(budget_steps(
+            self.step,
+            done as f64 / secs,
+            remaining,
+            self.total_steps(),
+        ));
+    }
+
     fn current_lr(&self) -> f64 {
+        let planned = self.schedule_steps();
         let (pos, total) = match self.steps_per_epoch {
-            Some(spe) => (self.step / spe, self.config.epochs),
-            None => (self.step, self.config.iterations),
+            Some(spe) => (self.step / spe, planned.div_ceil(spe).max(1)),
+            None => (self.step, planned),
         };
         let c = &self.config;
         match c.lr_schedule {
@@ -387,6 +438,7 @@ impl<'a> Trainer<'a> {
         if self.config.grad_clip > 0.0 {
             clip_grad_norm(&mut grads, &self.model.params.vars(), self.config.grad_clip)?;
         }
+        self.measure_budget();
         let lr = self.current_lr();
         self.adam.step(&grads, lr)?;
         self.step = record_step;
@@ -476,5 +528,20 @@ impl<'a> Trainer<'a> {
             adam_steps: self.adam.steps(),
             elapsed_seconds: self.elapsed(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::budget_steps;
+
+    #[test]
+    fn a_budget_is_the_steps_its_time_allows_within_the_run() {
+        // 10 steps done, 4 steps/s, 25 s left: 100 more.
+        assert_eq!(budget_steps(10, 4.0, 25.0, 10_000), 110);
+        // Never past the run's own steps, always at least one more.
+        assert_eq!(budget_steps(10, 4.0, 1e9, 500), 500);
+        assert_eq!(budget_steps(10, 4.0, -3.0, 500), 11);
+        assert_eq!(budget_steps(10, f64::INFINITY, 5.0, 500), 500);
     }
 }
