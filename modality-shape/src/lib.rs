@@ -319,12 +319,17 @@ asmr_core::inventory::submit! {
 /// `IoU 0.9812, Chamfer L1 0.0042, normal consistency 0.9731, field PSNR 30.10 dB`.
 fn summary(m: &Metrics) -> String {
     let get = |k: &str| m.get(k).copied().unwrap_or(f64::NAN);
+    let (iou, psnr) = (get("iou"), get("psnr"));
+    if !get("chamfer_l1").is_finite() {
+        return format!(
+            "IoU {iou:.4}, no surface (the field never crosses 0.5: train longer), field PSNR \
+             {psnr:.2} dB"
+        );
+    }
     format!(
-        "IoU {:.4}, Chamfer L1 {:.4}, normal consistency {:.4}, field PSNR {:.2} dB",
-        get("iou"),
+        "IoU {iou:.4}, Chamfer L1 {:.4}, normal consistency {:.4}, field PSNR {psnr:.2} dB",
         get("chamfer_l1"),
         get("normal_consistency"),
-        get("psnr")
     )
 }
 

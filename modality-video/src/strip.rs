@@ -43,7 +43,7 @@ pub fn write(target: &Signal, prediction: &[f32], path: &Path) -> Result<()> {
         rgb: values.iter().map(|&v| to_u8(v)).collect(),
     };
     let mut panels = Vec::with_capacity(2 * picks.len());
-    for (row, label) in ["original", "reconstruction"].into_iter().enumerate() {
+    for (row, label) in ["original", "fit"].into_iter().enumerate() {
         for &f in &picks {
             let range = f * frame..(f + 1) * frame;
             let values = if row == 0 {
@@ -52,18 +52,18 @@ pub fn write(target: &Signal, prediction: &[f32], path: &Path) -> Result<()> {
                 prediction[range].to_vec()
             };
             panels.push(Panel {
-                title: format!("{label}, frame {f} of {t}"),
+                title: format!("{label}, frame {f}"),
                 raster: raster(&values),
                 axes: None,
             });
         }
     }
     // Cells wide enough to read, small frames shown larger.
-    let cell_w = (MAX_WIDTH as u32 / picks.len() as u32).clamp(160, 2 * w.max(80) as u32);
+    let cell_w = (MAX_WIDTH as u32 / picks.len() as u32).clamp(220, 2 * w.max(110) as u32);
     let cell_h = (cell_w as f64 * h as f64 / w as f64) as u32 + 36;
     write_panels(
         path,
-        "frames: the original (top) and the reconstruction (bottom)",
+        &format!("frames of {t}: the original (top) and the fit (bottom)"),
         &panels,
         picks.len(),
         (cell_w, cell_h),
