@@ -717,6 +717,27 @@ mod tests {
     }
 
     #[test]
+    fn documented_defaults_are_the_defaults() {
+        // The printed tree (with every model's section and its comments) reads back as the
+        // builder's own defaults.
+        let text = documented_defaults(None).unwrap();
+        assert!(
+            text.contains("  ngp:") && text.contains("log2_table"),
+            "{text}"
+        );
+        let mut b = ConfigBuilder::new().unwrap();
+        b.merge_yaml(&text, "documented").unwrap();
+        assert_eq!(
+            b.build().unwrap(),
+            ConfigBuilder::new().unwrap().build().unwrap()
+        );
+        let printed: Value = serde_yaml::from_str(&text).unwrap();
+        let mut own = ConfigBuilder::new().unwrap().tree;
+        own.as_mapping_mut().unwrap().remove("data");
+        assert_eq!(printed, own);
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let e = ConfigBuilder::new()
             .unwrap()

@@ -161,12 +161,14 @@ pub struct Trainer<'a> {
     started: Instant,
     /// The step this process started from (after a resume, the checkpoint's).
     first_step: usize,
-    /// With `train.time_limit`: the steps the schedule spans, measured once from the first steps.
+    /// With `train.time_limit`: the steps the schedule spans, re-estimated every step from the
+    /// rate since the warm-up mark (step, process seconds) so the cosine ends at the budget.
     budget_steps: Option<usize>,
+    budget_mark: Option<(usize, f64)>,
 }
 
-/// A time budget's steps are estimated once this many steps and seconds have passed (the first
-/// steps pay one-off costs).
+/// A time budget's rate is measured from the point where this many steps and seconds have passed
+/// (the first steps pay one-off costs that would make the estimate short).
 const BUDGET_WARMUP_STEPS: usize = 3;
 const BUDGET_WARMUP_SECONDS: f64 = 1.0;
 
@@ -227,6 +229,7 @@ impl<'a> Trainer<'a> {
             started: Instant::now(),
             first_step: 0,
             budget_steps: None,
+            budget_mark: None,
         })
     }
 
@@ -269,7 +272,7 @@ impl<'a> Trainer<'a> {
 
     /// All steps taken, or `train.time_limit` seconds of training spent (after one step at least).
     pub fn is_done(&self) -> bool {
-        self.step >= self.schedule_steps()
+        self.step >= self.total_steps()
             || (self.step > 0
                 && self.config.time_limit > 0.0
                 && self.elapsed() >= self.config.time_limit)
@@ -306,15 +309,16 @@ impl<'a> Trainer<'a> {
     }
 
     /// Steps the learning-rate schedule spans: the run's, or with `train.time_limit` as many as
-    /// the budget allows at the rate of the first steps (so a cosine ends at the budget).
+    /// the budget allows at the measured rate (so a cosine ends at the budget).
     pub fn schedule_steps(&self) -> usize {
         self.budget_steps.unwrap_or_else(|| self.total_steps())
     }
 
-    /// Measure the time budget's steps once the first steps have shown the rate.
+    /// Estimate the time budget's steps from the rate since the warm-up mark (the whole run's
+    /// rate until the mark has a second of steps behind it).
     fn measure_budget(&mut self) {
         let limit = self.config.time_limit;
-        if limit <= 0.0 || self.budget_steps.is_some() {
+        if limit <= 0.0 {
             return;
         }
         let done = self.step - self.first_step;
@@ -322,13 +326,15 @@ impl<'a> Trainer<'a> {
         if done < BUDGET_WARMUP_STEPS || secs < BUDGET_WARMUP_SECONDS {
             return;
         }
+        let (mark_step, mark_secs) = *self.budget_mark.get_or_insert((self.step, secs));
+        let since = (self.step - mark_step, secs - mark_secs);
+        let rate = if since.0 >= BUDGET_WARMUP_STEPS && since.1 >= BUDGET_WARMUP_SECONDS {
+            since.0 as f64 / since.1
+        } else {
+            done as f64 / secs
+        };
         let remaining = limit - self.elapsed();
-        self.budget_steps = Some(budget_steps(
-            self.step,
-            done as f64 / secs,
-            remaining,
-            self.total_steps(),
-        ));
+        self.budget_steps = Some(budget_steps(self.step, rate, remaining, self.total_steps()));
     }
 
     fn current_lr(&self) -> f64 {
