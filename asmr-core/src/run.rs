@@ -34,6 +34,10 @@ pub const CONFIG_FILE: &str = "config.yaml";
 pub const PLOT_FILE: &str = "psnr.png";
 pub const SUMMARY_FILE: &str = "summary.png";
 
+/// Largest signal (values) whose run folder gets `summary.png` (the preview holds the whole
+/// prediction): 2^24, a 2,400 x 2,400 RGB photo.
+pub const PREVIEW_MAX_VALUES: usize = 1 << 24;
+
 /// The signal a fit works on: the file given (read with the configuration's `data` section), or
 /// the modality's built-in example.
 pub fn load_signal(modality: &Modality, input: Option<&Path>, data: &Value) -> Result<Signal> {
@@ -250,7 +254,12 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
     let recon = out_dir.join(modality.output_file);
     let mut writer = (modality.writer)(&signal.info, &recon)?;
     let mut whole = Vec::new();
-    let keep_whole = modality.extras.is_some() || modality.preview.is_some();
+    // A preview needs the whole prediction; above PREVIEW_MAX_VALUES (a megapixel photo) the
+    // summary picture is left out rather than holding gigabytes.
+    let preview_fn = modality
+        .preview
+        .filter(|_| signal.info.num_values() <= PREVIEW_MAX_VALUES);
+    let keep_whole = modality.extras.is_some() || preview_fn.is_some();
     for_each_band(&built, &mut |rows, band| {
         quality.add(rows, band)?;
         if keep_whole {
@@ -264,7 +273,7 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
         Some(f) => f(&signal, &whole, &out_dir)?,
         None => Vec::new(),
     };
-    let preview = modality.preview.map(|f| f(&signal, &whole)).transpose()?;
+    let preview = preview_fn.map(|f| f(&signal, &whole)).transpose()?;
     drop(whole);
     trainer.save_best(&out_dir.join(MODEL_FILE), &config, &signal)?;
 
