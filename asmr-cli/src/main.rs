@@ -215,7 +215,18 @@ fn fit_switches() -> Vec<&'static str> {
     s
 }
 
+/// Writing to a closed pipe (`asmr-cli list | head -1`) ends the process quietly, as it does for
+/// other command-line tools, instead of panicking inside `println!`.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of SIGPIPE at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn real_main() -> Result<()> {
+    quiet_on_closed_pipe();
     asmr_core::kernels::keep_freed_memory();
     let argv: Vec<String> = std::env::args().collect();
     let modality = options::modality_in(&argv, &fit_switches());

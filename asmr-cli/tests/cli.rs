@@ -1125,3 +1125,19 @@ fn a_time_limit_ends_the_schedule_at_the_budget() {
     assert!(last[3] < 0.6 * first[3], "lr {} -> {}", first[3], last[3]);
     assert!(last[4] < 3.5, "ran {} s for a 2 s budget", last[4]);
 }
+
+/// Output into a pipe closed early (`asmr-cli list | head -1`) ends the process without a panic.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_asmr-cli"))
+        .arg("list")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
