@@ -98,6 +98,8 @@ pub struct TrainConfig {
     pub seed: u64,
     pub checkpoint_every: usize,
     /// `auto`, `grid`, or a training strategy the modality registers ([`crate::registry::Strategy`]).
+    /// Configs saved before strategies existed read as `auto`.
+    #[serde(default = "auto_strategy")]
     pub strategy: String,
     pub batch: usize,
     pub epochs: usize,
@@ -107,6 +109,10 @@ pub struct TrainConfig {
     pub grad_clip: f64,
     pub max_memory_gb: f64,
     pub time_limit: f64,
+}
+
+fn auto_strategy() -> String {
+    "auto".into()
 }
 
 /// Command-line options for `train.*` keys (shared by every modality and model).
@@ -735,6 +741,15 @@ mod tests {
         let mut own = ConfigBuilder::new().unwrap().tree;
         own.as_mapping_mut().unwrap().remove("data");
         assert_eq!(printed, own);
+    }
+
+    #[test]
+    fn configs_saved_before_strategies_still_read() {
+        // A checkpoint's metadata from before `train.strategy` existed.
+        let mut v = serde_json::to_value(ConfigBuilder::new().unwrap().build().unwrap()).unwrap();
+        v["train"].as_object_mut().unwrap().remove("strategy");
+        let c: Config = serde_json::from_value(v).unwrap();
+        assert_eq!(c.train.strategy, "auto");
     }
 
     #[test]
