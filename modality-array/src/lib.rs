@@ -81,6 +81,35 @@ impl Layout {
     }
 }
 
+/// Which way [`move_channels`] goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ChannelMove {
+    /// `[before, c, after]` to `[before, after, c]` (reading an array).
+    ToLast,
+    /// `[before, after, c]` to `[before, c, after]` (writing it back).
+    BackToAxis,
+}
+
+/// Move a channel axis of `c` entries, with `before` entries ahead of it (the product of the
+/// axes before it), between its place and the end of a C-order array.
+fn move_channels(values: &[f64], before: usize, c: usize, dir: ChannelMove) -> Vec<f64> {
+    let after = values.len() / c.max(1) / before.max(1);
+    let mut out = vec![0.0; values.len()];
+    for b in 0..before {
+        for k in 0..c {
+            for t in 0..after {
+                let at_axis = (b * c + k) * after + t;
+                let last = (b * after + t) * c + k;
+                match dir {
+                    ChannelMove::ToLast => out[last] = values[at_axis],
+                    ChannelMove::BackToAxis => out[at_axis] = values[last],
+                }
+            }
+        }
+    }
+    out
+}
+
 /// An array as a signal: the channel axis moved last, values normalised as `options` say.
 pub fn signal_from_array(a: Array, options: &ArrayOptions, source: &str) -> Result<Signal> {
     let bad = |m: String| Error::input(source, m);
@@ -99,15 +128,7 @@ pub fn signal_from_array(a: Array, options: &ArrayOptions, source: &str) -> Resu
         Some(ax) => {
             let c = a.shape[ax];
             let before: usize = a.shape[..ax].iter().product();
-            let after: usize = a.shape[ax + 1..].iter().product();
-            let mut moved = vec![0.0; a.values.len()];
-            for b in 0..before {
-                for k in 0..c {
-                    for t in 0..after {
-                        moved[(b * after + t) * c + k] = a.values[(b * c + k) * after + t];
-                    }
-                }
-            }
+            let moved = move_channels(&a.values, before, c, ChannelMove::ToLast);
             let mut s = a.shape.clone();
             s.remove(ax);
             (s, c, moved)
@@ -307,18 +328,8 @@ impl BandWriter for NpyBands {
         let values = match self.layout.channel_axis {
             None => self.values,
             Some(ax) => {
-                // Channels last -> channels at `ax`.
                 let before: usize = self.shape[..ax.min(self.shape.len())].iter().product();
-                let after = n / c / before;
-                let mut out = vec![0.0; n];
-                for b in 0..before {
-                    for k in 0..c {
-                        for t in 0..after {
-                            out[(b * c + k) * after + t] = self.values[(b * after + t) * c + k];
-                        }
-                    }
-                }
-                out
+                move_channels(&self.values, before, c, ChannelMove::BackToAxis)
             }
         };
         let shape = self.layout.array_shape(&self.shape, c);
