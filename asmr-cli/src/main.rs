@@ -13,6 +13,7 @@ use asmr_core::{checkpoint, run, Bases, Config};
 use clap::error::{ContextKind, ErrorKind};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod many;
 mod options;
 mod progress;
 
@@ -70,20 +71,76 @@ enum Command {
         /// A run's model.safetensors or state.safetensors.
         checkpoint: PathBuf,
     },
+    /// A table over run folders: per model and preset, each metric's mean ± std over signals and
+    /// seeds, with MACs per sample, parameters and wall time (Markdown on stdout; summary.md,
+    /// .csv, .json and a quality-against-MACs plot summary.png in --out).
+    Summary {
+        /// Folders searched (recursively) for run folders.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where the summary files go (default: the first folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run one of the paper's experiments (see `list`) on a folder of data, then write its table.
+    Reproduce(ReproduceArgs),
+}
+
+#[derive(Args)]
+struct ReproduceArgs {
+    /// Experiment name: low-mac, image, megapixel, audio, video, shapes.
+    experiment: String,
+    /// Folder holding the experiment's inputs.
+    #[arg(long)]
+    data: PathBuf,
+    /// Root of the run folders and the summary (default runs/reproduce-<experiment>/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// List the runs with their estimated time (from a few timed steps) instead of running them.
+    #[arg(long)]
+    plan: bool,
+    /// Seeds (default: the experiment's three).
+    #[arg(long, value_delimiter = ',')]
+    seeds: Vec<u64>,
+    /// Optimisation steps of every run (few, for a quick look); default: each preset's own.
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// Override one key of every run, e.g. --set train.epochs=1 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Fit only shard I of N of the run list (inside a Slurm job array: the array task's).
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args)]
 struct FitArgs {
     /// Modality name (see `list`).
     modality: String,
-    /// Input file; without it the modality's built-in example is fitted.
-    input: Option<PathBuf>,
-    /// Model name (asmr, siren, ...); overrides the preset's `model`.
-    #[arg(long)]
-    model: Option<String>,
-    /// Named preset (see `list`); default: the modality's own.
-    #[arg(long)]
-    preset: Option<String>,
+    /// Input files; without one the modality's built-in example is fitted. Several files, a
+    /// folder, a quoted glob ('photos/*.png') or a manifest (.txt, one path per line) make a
+    /// dataset run: one run folder per signal, model, preset and seed under --out.
+    inputs: Vec<PathBuf>,
+    /// Model name (asmr, siren, ...); overrides the preset's `model`. Several (asmr,siren) make a
+    /// dataset run.
+    #[arg(long, value_delimiter = ',')]
+    model: Vec<String>,
+    /// Named preset (see `list`); default: the modality's own. Several make a dataset run.
+    #[arg(long, value_delimiter = ',')]
+    preset: Vec<String>,
+    /// Dataset run: one run per seed (1,2,3).
+    #[arg(long, value_delimiter = ',')]
+    seeds: Vec<u64>,
+    /// Dataset run: fit only shard I of N (1 <= I <= N) of the run list; inside a Slurm job array
+    /// the shard is the array task's.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
     /// YAML file layered over the preset.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -94,6 +151,7 @@ struct FitArgs {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Run folder (default runs/<modality>-<model>-<time>/; the checkpoint's folder when resuming).
+    /// For a dataset run, the folder that holds its run folders and summary.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue from a run's state.safetensors (its config is kept; --iterations may extend it).
@@ -276,6 +334,8 @@ fn real_main() -> Result<()> {
             Ok(())
         }
         Command::Info { checkpoint } => info(&checkpoint),
+        Command::Summary { dirs, out } => summary(&dirs, out.as_deref()),
+        Command::Reproduce(args) => reproduce(args),
     }
 }
 
@@ -341,11 +401,90 @@ fn parse_device(s: &str) -> Result<Device> {
     }
 }
 
-fn fit(args: FitArgs, mut given: Vec<(String, OptionKind, String)>) -> Result<()> {
+/// A dataset run rather than one fit: several inputs, models, presets or seeds, a folder, glob or
+/// manifest, or a shard.
+fn is_dataset(args: &FitArgs, extensions: &[&str]) -> bool {
+    let one_file = match args.inputs.as_slice() {
+        [] => true,
+        [p] => p.is_file() && !asmr_core::dataset::is_manifest(p, extensions),
+        _ => false,
+    };
+    let globbed = args.inputs.len() == 1
+        && !args.inputs[0].exists()
+        && args.inputs[0].to_string_lossy().contains(['*', '?', '[']);
+    !one_file
+        || globbed
+        || args.model.len() > 1
+        || args.preset.len() > 1
+        || !args.seeds.is_empty()
+        || args.shard.is_some()
+}
+
+fn fit(args: FitArgs, given: Vec<(String, OptionKind, String)>) -> Result<()> {
     let modality = find_modality(&args.modality)?;
+    if is_dataset(&args, modality.extensions) {
+        return fit_dataset(args, given, modality);
+    }
+    fit_single(args, given, modality)
+}
+
+/// `fit` over many inputs, models, presets and seeds: one run folder each under `--out`.
+fn fit_dataset(
+    args: FitArgs,
+    given: Vec<(String, OptionKind, String)>,
+    modality: &'static asmr_core::Modality,
+) -> Result<()> {
+    if args.resume.is_some() || args.overwrite {
+        bail!(
+            "--resume and --overwrite apply to one run; a dataset run skips its finished runs and \
+             resumes its interrupted ones by itself"
+        );
+    }
+    if args.inputs.is_empty() {
+        bail!("a dataset run (several models, presets or seeds, or --shard) needs input files");
+    }
+    let device = parse_device(&args.device)?;
+    let inputs = asmr_core::dataset::expand_inputs(&args.inputs, modality.extensions)?;
+    let files: Vec<&Path> = args.config.as_deref().into_iter().collect();
+    let shared = many::Shared {
+        modality,
+        files,
+        sets: &args.set,
+        options: &given,
+    };
+    let presets = if args.preset.is_empty() {
+        vec![modality.default_preset.to_string()]
+    } else {
+        args.preset.clone()
+    };
+    let recipes = shared.recipes(&args.model, &presets)?;
+    let seeds = if args.seeds.is_empty() {
+        vec![shared.config(None, &presets[0], None)?.train.seed]
+    } else {
+        args.seeds.clone()
+    };
+    let runs = asmr_core::dataset::run_list(&inputs, &recipes, &seeds);
+    let shard = many::shard_of(args.shard.as_deref())?;
+    let root = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!(
+            "{}-dataset-{}",
+            modality.name,
+            asmr_core::output::timestamp()
+        ))
+    });
+    many::run_all(&shared, &runs, &root, shard, &device, args.quiet)
+}
+
+fn fit_single(
+    args: FitArgs,
+    mut given: Vec<(String, OptionKind, String)>,
+    modality: &'static asmr_core::Modality,
+) -> Result<()> {
+    let input = args.inputs.first().cloned();
+    let preset_arg = args.preset.first().cloned();
     let device = parse_device(&args.device)?;
     // Options of the input only mean something for a file.
-    if args.input.is_none() {
+    if input.is_none() {
         let data_set = args.set.iter().any(|p| p.trim_start().starts_with("data."));
         if data_set || given.iter().any(|(k, _, _)| k.starts_with("data.")) {
             let flags: Vec<String> = modality
@@ -364,19 +503,23 @@ fn fit(args: FitArgs, mut given: Vec<(String, OptionKind, String)>) -> Result<()
     let saved;
     let base = match &args.resume {
         Some(path) => {
-            if args.preset.is_some() {
+            if preset_arg.is_some() {
                 bail!("--preset cannot be combined with --resume: the checkpoint's config is used");
             }
             saved = checkpoint::load(path, &Device::Cpu)?.meta.config;
             Base::Saved(&saved)
         }
-        None => Base::Preset(match (&args.preset, &args.input) {
+        None => Base::Preset(match (&preset_arg, &input) {
             (Some(p), _) => p.as_str(),
             (None, Some(_)) => modality.default_preset,
             (None, None) => modality.example_preset,
         }),
     };
-    if let Some(m) = &args.model {
+    let preset_name = match base {
+        Base::Preset(p) => Some(p.to_string()),
+        _ => None,
+    };
+    if let Some(m) = args.model.first() {
         given.insert(0, ("model".into(), OptionKind::Word, m.clone()));
     }
     let files: Vec<&Path> = args.config.as_deref().into_iter().collect();
@@ -415,7 +558,7 @@ fn fit(args: FitArgs, mut given: Vec<(String, OptionKind, String)>) -> Result<()
             config.train.lr, config.train.iterations
         );
     }
-    let signal = load_with_spinner(modality, args.input.as_deref(), &config.data, args.quiet)?;
+    let signal = load_with_spinner(modality, input.as_deref(), &config.data, args.quiet)?;
     for note in &signal.notes {
         eprintln!("warning: {note}");
     }
@@ -427,6 +570,7 @@ fn fit(args: FitArgs, mut given: Vec<(String, OptionKind, String)>) -> Result<()
         out_dir,
         device,
         resume: args.resume.as_deref(),
+        preset: preset_name,
         observer: &mut progress,
     })?;
     drop(progress);
@@ -489,6 +633,102 @@ fn summarise(r: &run::FitReport, modality: &asmr_core::Modality) {
         r.out_dir.display(),
         r.files().join(", ")
     );
+}
+
+fn summary(dirs: &[PathBuf], out: Option<&Path>) -> Result<()> {
+    let (table, n) = asmr_core::summary::summarise_dirs(dirs)?;
+    let out = out.unwrap_or(&dirs[0]);
+    let files = table.write(out)?;
+    print!("{}", table.markdown());
+    eprintln!(
+        "{n} runs; written: {}",
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+fn reproduce(args: ReproduceArgs) -> Result<()> {
+    let exp = asmr_core::registry::find_experiment(&args.experiment)?;
+    let modality = find_modality(exp.modality)?;
+    let device = parse_device(&args.device)?;
+    let inputs = exp.inputs(&args.data)?;
+    let mut sets = args.set.clone();
+    if let Some(n) = args.iterations {
+        sets.push(format!("train.iterations={n}"));
+    }
+    let shared = many::Shared {
+        modality,
+        files: Vec::new(),
+        sets: &sets,
+        options: &[],
+    };
+    let recipes: Vec<(String, String)> = exp
+        .recipes
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    // Every recipe's configuration is checked before anything runs.
+    for (m, p) in &recipes {
+        shared.config(Some(m), p, None)?;
+    }
+    let seeds = if args.seeds.is_empty() {
+        exp.seeds.to_vec()
+    } else {
+        args.seeds.clone()
+    };
+    let runs = asmr_core::dataset::run_list(&inputs, &recipes, &seeds);
+    let shard = many::shard_of(args.shard.as_deref())?;
+    if args.plan {
+        return print_plan(&shared, &runs, shard, &device, exp);
+    }
+    let root = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("reproduce-{}", exp.name)));
+    many::run_all(&shared, &runs, &root, shard, &device, args.quiet)
+}
+
+fn print_plan(
+    shared: &many::Shared,
+    runs: &[asmr_core::dataset::RunSpec],
+    shard: asmr_core::dataset::Shard,
+    device: &Device,
+    exp: &asmr_core::Experiment,
+) -> Result<()> {
+    eprintln!(
+        "{}: {} ({} runs; timing a few steps of each recipe on each input)",
+        exp.name,
+        exp.description,
+        runs.len()
+    );
+    let plan = many::plan(shared, runs, shard, device)?;
+    let mut total = 0.0;
+    println!("| run | estimated time |\n|---|---:|");
+    for (spec, secs, err) in &plan {
+        let cell = match secs {
+            Some(s) => {
+                total += s;
+                progress::duration(*s)
+            }
+            None => format!("cannot run: {err}"),
+        };
+        println!("| {} | {cell} |", spec.label());
+    }
+    let of_shard = if shard == asmr_core::dataset::Shard::WHOLE {
+        String::new()
+    } else {
+        format!(" (shard {shard})")
+    };
+    println!(
+        "\n{} runs{of_shard}, about {} in all on {device:?}",
+        plan.len(),
+        progress::duration(total)
+    );
+    Ok(())
 }
 
 fn profile(args: ProfileArgs) -> Result<()> {
@@ -824,6 +1064,21 @@ fn list() {
         println!(
             "  {:<w$}  [{}] {recipe}; {}",
             p.name, p.modality, p.description
+        );
+    }
+    println!("experiments (asmr-cli reproduce NAME --data DIR):");
+    let experiments = asmr_core::registry::experiments();
+    let w = width(&mut experiments.iter().map(|e| e.name));
+    for e in experiments {
+        let rows: Vec<String> = e.recipes.iter().map(|(m, p)| format!("{m}/{p}")).collect();
+        println!(
+            "  {:<w$}  [{}] {}; {} x {} seeds on {}",
+            e.name,
+            e.modality,
+            e.description,
+            rows.join(", "),
+            e.seeds.len(),
+            e.expects
         );
     }
 }

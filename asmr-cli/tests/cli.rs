@@ -335,9 +335,15 @@ fn bad_input_is_one_clear_line_and_no_run_folder() {
     std::fs::create_dir(d.join("folder")).unwrap();
     let mut cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["fit", "image", "missing.png"], "no such file"),
-        (vec!["fit", "image", "folder"], "directory"),
+        (
+            vec!["fit", "image", "folder"],
+            "holds no input file (png, jpg, jpeg)",
+        ),
         (vec!["fit", "image", "cut.png"], "cut.png"),
-        (vec!["fit", "image", "notes.txt"], "not a PNG or JPEG"),
+        (
+            vec!["fit", "image", "notes.txt"],
+            "notes.txt: line 1 (a manifest of inputs)",
+        ),
         (
             vec!["fit", "image", "photo.png", "--set", "net.bases=[2,2,2,2]"],
             "net.bases",

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod dataset;
 pub mod error;
 pub mod figure;
 pub mod gpu;
@@ -27,6 +28,7 @@ pub mod rng;
 pub mod run;
 pub mod sampler;
 pub mod signal;
+pub mod summary;
 pub mod trainer;
 
 pub use candle_core;
@@ -35,5 +37,5 @@ pub use error::{Error, Result};
 pub use grid::MultiResGrid;
 pub use inventory;
 pub use models::{BuiltModel, Model, ModelContext, ModelEntry};
-pub use registry::{Modality, Preset};
+pub use registry::{Experiment, Modality, Preset};
 pub use signal::{Samples, Signal, SignalInfo};

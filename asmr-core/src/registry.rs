@@ -100,6 +100,9 @@ pub struct Modality {
     pub example_preset: &'static str,
     /// File name of the reconstruction in a run folder.
     pub output_file: &'static str,
+    /// File extensions of its inputs (lower case, no dot): a directory given to `fit` is read for
+    /// these.
+    pub extensions: &'static [&'static str],
     /// The modality's `data` section: how its loader reads a file (`SectionSpec::of::<T>()` of
     /// a [`crate::config::Section`] whose `PATH` is `data`). Its options become `fit` options.
     pub config: SectionSpec,
@@ -209,6 +212,74 @@ pub struct Preset {
 }
 
 inventory::collect!(Preset);
+
+/// One of the paper's experiments, as `reproduce NAME --data DIR` runs it: every recipe on every
+/// input the data folder holds, with each seed.
+pub struct Experiment {
+    pub name: &'static str,
+    pub modality: &'static str,
+    /// What the experiment measures (the paper's table).
+    pub description: &'static str,
+    /// Globs, relative to the data folder, that find its inputs (all matches of all of them).
+    pub data: &'static [&'static str],
+    /// The data it expects, for the line printed when the folder lacks it.
+    pub expects: &'static str,
+    /// `(model, preset)` rows of the table.
+    pub recipes: &'static [(&'static str, &'static str)],
+    pub seeds: &'static [u64],
+}
+
+inventory::collect!(Experiment);
+
+pub fn experiments() -> Vec<&'static Experiment> {
+    let mut v: Vec<_> = inventory::iter::<Experiment>.into_iter().collect();
+    v.sort_by_key(|e| e.name);
+    v
+}
+
+pub fn find_experiment(name: &str) -> Result<&'static Experiment> {
+    experiments()
+        .into_iter()
+        .find(|e| e.name == name)
+        .ok_or_else(|| Error::Unknown {
+            kind: "experiment",
+            name: name.into(),
+            known: experiments()
+                .iter()
+                .map(|e| e.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+impl Experiment {
+    /// Its inputs in `data`, sorted, each once; an error naming what it expects when there are none.
+    pub fn inputs(&self, data: &Path) -> Result<Vec<std::path::PathBuf>> {
+        if !data.is_dir() {
+            return Err(Error::input(
+                data,
+                "no such folder (--data names the folder of inputs)",
+            ));
+        }
+        let mut found = std::collections::BTreeSet::new();
+        for pattern in self.data {
+            let full = data.join(pattern);
+            let matches = glob::glob(&full.to_string_lossy())
+                .map_err(|e| Error::Invalid(format!("experiment {}: {e}", self.name)))?;
+            found.extend(matches.filter_map(|m| m.ok()).filter(|p| p.is_file()));
+        }
+        if found.is_empty() {
+            return Err(Error::input(
+                data,
+                format!(
+                    "experiment {} expects {} (none found)",
+                    self.name, self.expects
+                ),
+            ));
+        }
+        Ok(found.into_iter().collect())
+    }
+}
 
 /// Register a preset of `modality` whose YAML is `presets/NAME.yaml` beside the calling crate's
 /// `src/`: `asmr_core::preset!("image", "kodak", "768x512 RGB ...");`.

@@ -70,6 +70,8 @@ pub struct FitRequest<'a> {
     pub device: Device,
     /// A `state.safetensors` to continue from.
     pub resume: Option<&'a Path>,
+    /// The preset the configuration started from, recorded in the report (summaries group by it).
+    pub preset: Option<String>,
     /// Told about every step, evaluation and note (the CLI draws progress from it).
     pub observer: &'a mut dyn Observer,
 }
@@ -97,6 +99,9 @@ pub struct FitReport {
     pub extra_files: Vec<String>,
     pub modality: String,
     pub model: String,
+    /// The preset the configuration started from (`None` for runs written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
     pub source: String,
     pub shape: Vec<usize>,
     pub channels: usize,
@@ -187,6 +192,7 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
         out_dir,
         device,
         resume,
+        preset,
         observer,
     } = req;
     let mut config = config;
@@ -321,6 +327,7 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
         extra_files,
         modality: modality.name.to_string(),
         model: config.model.clone(),
+        preset,
         source: signal.info.source.clone(),
         shape: signal.info.shape.clone(),
         channels: signal.info.channels,

@@ -402,6 +402,7 @@ asmr_core::inventory::submit! {
         default_preset: "array",
         example_preset: "array-demo",
         output_file: "reconstruction.npy",
+        extensions: &["npy"],
         config: SectionSpec::of::<ArrayOptions>(),
         load: |path, data: &Value| load(path, &parse::<ArrayOptions>(data)?),
         example,

@@ -232,6 +232,7 @@ fn a_fit_writes_the_array_back_with_its_shape_dtype_and_honest_metrics() {
         out_dir: out.clone(),
         device: Device::Cpu,
         resume: None,
+        preset: None,
         observer: &mut Silent,
     })
     .unwrap();

@@ -79,6 +79,7 @@ asmr_core::inventory::submit! {
         default_preset: "audio-auto",
         example_preset: "audio-demo",
         output_file: "reconstruction.wav",
+        extensions: &["wav", "flac", "mp3", "ogg", "oga", "m4a", "aac"],
         config: SectionSpec::of::<AudioOptions>(),
         load: |path, data: &Value| load(path, &parse::<AudioOptions>(data)?),
         example,
@@ -173,3 +174,15 @@ asmr_core::preset!(
     "audio",
     "the paper's recipe: the first 2 s at 16 kHz"
 );
+
+asmr_core::inventory::submit! {
+    asmr_core::Experiment {
+        name: "audio",
+        modality: "audio",
+        description: "recordings (first 2 s at 16 kHz): ASMR against SIREN",
+        data: &["*.wav", "*.flac", "*.mp3", "*.ogg"],
+        expects: "audio recordings (WAV, FLAC, MP3 or Ogg files)",
+        recipes: &[("asmr", "audio"), ("siren", "audio")],
+        seeds: &[1, 2, 3],
+    }
+}

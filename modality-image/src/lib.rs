@@ -122,6 +122,7 @@ asmr_core::inventory::submit! {
         default_preset: "image",
         example_preset: "demo",
         output_file: "reconstruction.png",
+        extensions: &["png", "jpg", "jpeg"],
         config: SectionSpec::of::<ImageOptions>(),
         load: |path, _| load(path),
         example,

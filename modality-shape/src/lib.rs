@@ -305,6 +305,7 @@ asmr_core::inventory::submit! {
         default_preset: "shape",
         example_preset: "shape-demo",
         output_file: "reconstruction.obj",
+        extensions: &["obj"],
         config: SectionSpec::of::<FieldOptions>(),
         load: |path, data: &Value| load(path, &parse::<FieldOptions>(data)?),
         example,
@@ -353,3 +354,15 @@ asmr_core::preset!(
     "full-grid steps over the whole field"
 );
 asmr_core::preset!("shape", "shape-demo", "the built-in torus (48^3 SDF)");
+
+asmr_core::inventory::submit! {
+    asmr_core::Experiment {
+        name: "shapes",
+        modality: "shape",
+        description: "meshes as occupancy fields: ASMR against SIREN (IoU, Chamfer)",
+        data: &["*.obj"],
+        expects: "meshes as OBJ files",
+        recipes: &[("asmr", "shape"), ("siren", "shape")],
+        seeds: &[1, 2, 3],
+    }
+}

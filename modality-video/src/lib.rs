@@ -184,6 +184,7 @@ asmr_core::inventory::submit! {
         default_preset: "video",
         example_preset: "video-demo",
         output_file: "reconstruction.mp4",
+        extensions: &["mp4", "mov", "mkv", "avi", "webm", "m4v", "gif"],
         config: SectionSpec::of::<VideoOptions>(),
         load: |path, data: &Value| load(path, &parse::<VideoOptions>(data)?),
         example,
@@ -226,3 +227,15 @@ asmr_core::preset!(
     "video-uvg",
     "the paper's UVG recipe: 150 x 270 x 480 clips (--frames 150 --size 480x270), grad clip 0.1"
 );
+
+asmr_core::inventory::submit! {
+    asmr_core::Experiment {
+        name: "video",
+        modality: "video",
+        description: "videos: ASMR against SIREN",
+        data: &["*.mp4", "*.avi", "*.mkv", "*.mov", "*.webm"],
+        expects: "video files (MP4, AVI, MKV, MOV or WebM)",
+        recipes: &[("asmr", "video"), ("siren", "video")],
+        seeds: &[1, 2, 3],
+    }
+}
