@@ -13,6 +13,7 @@ use asmr_core::{checkpoint, run, Bases, Config};
 use clap::error::{ContextKind, ErrorKind};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod interrupt;
 mod many;
 mod options;
 mod progress;
@@ -234,6 +235,14 @@ fn main() -> ExitCode {
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(asmr_core::Error::Interrupted { state, .. }) = e.downcast_ref() {
+                eprintln!("{}; continue with --resume {}", report(&e), state.display());
+                return ExitCode::from(interrupt::EXIT_CODE);
+            }
+            if let Some(stopped) = e.downcast_ref::<interrupt::Stopped>() {
+                eprintln!("{stopped}");
+                return ExitCode::from(interrupt::EXIT_CODE);
+            }
             eprintln!("error: {}", report(&e));
             ExitCode::FAILURE
         }
@@ -285,6 +294,7 @@ fn quiet_on_closed_pipe() {
 
 fn real_main() -> Result<()> {
     quiet_on_closed_pipe();
+    interrupt::install();
     asmr_core::kernels::keep_freed_memory();
     let argv: Vec<String> = std::env::args().collect();
     let modality = options::modality_in(&argv, &fit_switches());
@@ -540,13 +550,30 @@ fn fit_single(
     };
     // A new fit never silently replaces an earlier run's results.
     if args.resume.is_none() && !args.overwrite {
-        if let Some(file) = run::earlier_run_file(&out_dir) {
-            bail!(
-                "--out {}: holds an earlier run ({file}); choose another folder, continue it with \
-                 --resume {}, or replace it with --overwrite",
+        let state = out_dir.join(run::STATE_FILE);
+        match run::earlier_run(&out_dir) {
+            run::EarlierRun::None => {}
+            run::EarlierRun::Unstarted => {
+                if !args.quiet {
+                    eprintln!(
+                        "note: {} holds a run stopped before its first checkpoint; starting it \
+                         again",
+                        out_dir.display()
+                    );
+                }
+            }
+            run::EarlierRun::Interrupted => bail!(
+                "--out {}: holds an interrupted run; continue it with --resume {}, choose another \
+                 folder, or replace it with --overwrite",
                 out_dir.display(),
-                out_dir.join(run::STATE_FILE).display()
-            );
+                state.display()
+            ),
+            run::EarlierRun::Finished => bail!(
+                "--out {}: holds a finished run; choose another folder, extend it with --resume \
+                 {} --iterations N, or replace it with --overwrite",
+                out_dir.display(),
+                state.display()
+            ),
         }
     }
     // The paper's schedule (lr 1e-4) needs thousands of steps before ASMR's fit looks right.

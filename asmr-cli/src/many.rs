@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use asmr_core::candle_core::Device;
 use asmr_core::config::{assemble, Base, Layers, OptionKind};
-use asmr_core::dataset::{claim, publish, release, Claim, RunSpec, Shard};
+use asmr_core::dataset::{claim, publish, Claim, RunSpec, Shard};
 use asmr_core::{checkpoint, run, Config, Modality};
 
 use crate::progress::{self, duration};
@@ -76,7 +76,7 @@ pub fn shard_of(flag: Option<&str>) -> Result<Shard> {
 pub struct Outcome {
     pub fitted: usize,
     pub already: usize,
-    pub taken: Vec<(String, String)>,
+    pub taken: Vec<String>,
     pub failed: Vec<(String, String)>,
 }
 
@@ -120,16 +120,16 @@ pub fn run_all(
     };
     let started = Instant::now();
     for (k, spec) in mine.iter().enumerate() {
-        let (work, resume) = match claim(root, spec)? {
+        let (work, resume, lock) = match claim(root, spec)? {
             Claim::Done(_) => {
                 out.already += 1;
                 continue;
             }
-            Claim::Taken(owner) => {
-                out.taken.push((spec.label(), owner));
+            Claim::Taken => {
+                out.taken.push(spec.label());
                 continue;
             }
-            Claim::Mine { work, resume } => (work, resume),
+            Claim::Mine { work, resume, lock } => (work, resume, lock),
         };
         let eta = if out.fitted > 0 {
             let per = started.elapsed().as_secs_f64() / out.fitted as f64;
@@ -140,7 +140,7 @@ pub fn run_all(
         say(format!("[{}/{}] {}{eta}", k + 1, mine.len(), spec.label()));
         match fit_one(shared, spec, &work, resume.as_deref(), device, quiet) {
             Ok(report) => {
-                let done = publish(root, spec, &work)?;
+                let done = publish(root, spec, &work, lock)?;
                 out.fitted += 1;
                 say(format!(
                     "      {} in {} -> {}/",
@@ -150,7 +150,16 @@ pub fn run_all(
                 ));
             }
             Err(e) => {
-                release(&work);
+                // The lock goes with `lock`; what the run wrote stays for the next attempt.
+                drop(lock);
+                if let Some(asmr_core::Error::Interrupted { step, total, .. }) = e.downcast_ref() {
+                    return Err(crate::interrupt::Stopped(format!(
+                        "interrupted in run {} at step {step} of {total} (its state is saved); \
+                         the same command continues the dataset",
+                        spec.label()
+                    ))
+                    .into());
+                }
                 let line = crate::report(&e);
                 say(format!("      failed: {line}"));
                 out.failed.push((spec.label(), line));
@@ -165,8 +174,8 @@ pub fn run_all(
         out.failed.len(),
         duration(started.elapsed().as_secs_f64())
     ));
-    for (label, owner) in &out.taken {
-        say(format!("  in progress elsewhere: {label} ({owner})"));
+    for label in &out.taken {
+        say(format!("  in progress in another process: {label}"));
     }
     write_summary(root, quiet)?;
     if !out.failed.is_empty() {
@@ -223,14 +232,10 @@ fn fit_one(
     })?)
 }
 
-/// Remove what an earlier, unfinished attempt left in a work folder (its claim files stay).
+/// Remove what an earlier, unfinished attempt left in a work folder.
 fn clear_folder(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let p = entry?.path();
-        let name = p.file_name().unwrap_or_default().to_string_lossy();
-        if name.starts_with(".owner") || name.starts_with(".takeover-") {
-            continue;
-        }
         if p.is_dir() {
             std::fs::remove_dir_all(&p)?;
         } else {

@@ -121,6 +121,13 @@ impl Observer for Progress {
                 duration(if t.is_done() { 0.0 } else { left })
             );
         }
+        if crate::interrupt::requested() && !t.is_done() {
+            self.line(&format!(
+                "stopping at step {} (interrupted): saving the state",
+                t.step
+            ));
+            return Ok(Flow::Stop);
+        }
         Ok(Flow::Continue)
     }
 

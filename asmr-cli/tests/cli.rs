@@ -183,7 +183,7 @@ fn fit_writes_a_complete_run_folder_and_render_reproduces_it() {
         "-q",
     ];
     args.extend(["--iterations", "3"]);
-    fails(&args, dir.path(), "holds an earlier run");
+    fails(&args, dir.path(), "holds a finished run");
     assert_eq!(
         std::fs::read(run.join("model.safetensors")).unwrap(),
         before

@@ -4,25 +4,21 @@
 //! A run is one (signal, model, preset, seed). Its folder under the dataset's root is
 //! `<signal>/<model>-<preset>-seed<seed>`; it appears there only when the run is complete (the fit
 //! writes into `.work/<same path>` and the folder is renamed into place), so a folder that exists
-//! is a finished run and a dataset run can be killed and started again. A run is claimed by
-//! creating its work folder, which only one process can do; the claim records the host and process,
-//! so a claim left by a dead process on the same host is taken over (and the run resumed from its
-//! last checkpoint).
+//! is a finished run and a dataset run can be killed and started again. A run is claimed by an
+//! exclusive lock on `.work/<same path>.lock`; the system releases it when its process ends, however
+//! it ends, so the next process to claim the run resumes it from its last checkpoint.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::output::write_bytes_atomic;
 use crate::run::{METRICS_FILE, STATE_FILE};
 
 /// Extensions of a manifest: a text file listing one input per line.
 pub const MANIFEST_EXTENSIONS: &[&str] = &["txt", "list", "lst"];
 /// Where unfinished runs live under a dataset's root.
 pub const WORK_DIR: &str = ".work";
-/// The claim file inside a run's work folder.
-const OWNER_FILE: &str = ".owner";
 
 /// The input files `paths` name, in order, each once: a path is a file, a directory (its files
 /// with one of `extensions`, sorted, not recursive), a glob (`photos/*.png`, quoted so the shell
@@ -301,64 +297,27 @@ impl std::fmt::Display for Shard {
 }
 
 /// What a process may do with a run.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Claim {
     /// The run's folder is complete.
     Done(PathBuf),
-    /// Another live process is fitting it (its host and process id).
-    Taken(String),
-    /// This process fits it in `work`; `resume` is the checkpoint a dead owner left there.
+    /// Another live process is fitting it.
+    Taken,
+    /// This process fits it in `work` while it holds `lock`; `resume` is the checkpoint an
+    /// earlier, interrupted attempt left there.
     Mine {
         work: PathBuf,
         resume: Option<PathBuf>,
+        lock: RunLock,
     },
 }
 
-/// This process, as a claim records it: `host pid`.
-fn owner_id() -> String {
-    format!("{} {}", host_name(), std::process::id())
-}
-
-fn host_name() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-/// A claim's owner is gone: it was this host's and its process no longer runs. A claim from
-/// another host is never taken over (its process cannot be checked from here).
-fn owner_is_dead(owner: &str) -> bool {
-    let mut parts = owner.split_whitespace();
-    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
-        return true;
-    };
-    if host != host_name() {
-        return false;
-    }
-    match pid.parse::<u32>() {
-        Ok(pid) if pid == std::process::id() => false,
-        Ok(pid) => process_is_gone(pid),
-        Err(_) => true,
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn process_is_gone(pid: u32) -> bool {
-    // A zombie (killed, not yet reaped by its parent) holds no claim either.
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => true,
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn process_is_gone(_pid: u32) -> bool {
-    false
+/// An exclusive lock on a run (an advisory lock on `.work/<run>.lock`, which the system drops
+/// when the process ends however it ends, so a killed process never keeps a run).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: fs::File,
+    path: PathBuf,
 }
 
 /// Claim `run` under `root` for this process.
@@ -369,64 +328,55 @@ pub fn claim(root: &Path, run: &RunSpec) -> Result<Claim> {
     }
     let work = root.join(WORK_DIR).join(run.folder());
     let parent = work.parent().unwrap_or(root);
-    fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let me = owner_id();
-    match fs::create_dir(&work) {
-        Ok(()) => {
-            write_bytes_atomic(&work.join(OWNER_FILE), me.as_bytes())?;
-            return Ok(Claim::Mine { work, resume: None });
+    let mut lock_name = work.file_name().unwrap_or_default().to_os_string();
+    lock_name.push(".lock");
+    let lock_path = work.with_file_name(lock_name);
+    // Another process's `publish` may remove the (empty) parent between the two calls: try again.
+    let mut tries = 0;
+    let file = loop {
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        match fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+        {
+            Ok(f) => break f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 8 => tries += 1,
+            Err(e) => return Err(Error::io(&lock_path, e)),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(Error::io(&work, e)),
-    }
-    let owner_path = work.join(OWNER_FILE);
-    let owner = match fs::read_to_string(&owner_path) {
-        Ok(s) => s.trim().to_string(),
-        // Created a moment ago by another process that has not written its name yet.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Claim::Taken("a process starting it".into()))
-        }
-        Err(e) => return Err(Error::io(&owner_path, e)),
     };
-    if !owner_is_dead(&owner) {
-        return Ok(Claim::Taken(owner));
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => return Ok(Claim::Taken),
+        Err(fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
     }
-    // Take over a dead owner's run: one marker per dead owner, created by exactly one process.
-    let dead_pid = owner.split_whitespace().nth(1).unwrap_or("unknown");
-    let marker = work.join(format!(".takeover-{dead_pid}"));
-    match fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&marker)
-    {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Ok(Claim::Taken("a process taking it over".into()))
-        }
-        Err(e) => return Err(Error::io(&marker, e)),
+    // Whoever held the lock before may have finished the run meanwhile.
+    if done.join(METRICS_FILE).is_file() {
+        return Ok(Claim::Done(done));
     }
-    write_bytes_atomic(&owner_path, me.as_bytes())?;
+    fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
     let state = work.join(STATE_FILE);
     Ok(Claim::Mine {
         resume: state.is_file().then_some(state),
         work,
+        lock: RunLock {
+            _file: file,
+            path: lock_path,
+        },
     })
 }
 
 /// Move a finished run from its work folder to its final place (one rename: the folder appears
-/// whole). The claim files go first.
-pub fn publish(root: &Path, run: &RunSpec, work: &Path) -> Result<PathBuf> {
+/// whole), then give up its lock.
+pub fn publish(root: &Path, run: &RunSpec, work: &Path, lock: RunLock) -> Result<PathBuf> {
     let done = root.join(run.folder());
-    for entry in fs::read_dir(work).map_err(|e| Error::io(work, e))? {
-        let p = entry.map_err(|e| Error::io(work, e))?.path();
-        let name = p.file_name().unwrap_or_default().to_string_lossy();
-        if name == OWNER_FILE || name.starts_with(".takeover-") {
-            fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-        }
-    }
     let parent = done.parent().unwrap_or(root);
     fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     fs::rename(work, &done).map_err(|e| Error::io(&done, e))?;
+    // A process that opens the lock file after this finds the run done once it holds the lock.
+    let _ = fs::remove_file(&lock.path);
+    drop(lock);
     // Empty work folders above it go too (another process may be filling one: then it stays).
     let stop = root.join(WORK_DIR);
     let mut dir = work.parent();
@@ -437,12 +387,6 @@ pub fn publish(root: &Path, run: &RunSpec, work: &Path) -> Result<PathBuf> {
         dir = d.parent();
     }
     Ok(done)
-}
-
-/// Give a claim back after a failure, keeping what the run wrote for a later look (the next
-/// process that claims it starts again, resuming from a checkpoint if one was written).
-pub fn release(work: &Path) {
-    let _ = fs::remove_file(work.join(OWNER_FILE));
 }
 
 #[cfg(test)]
@@ -566,7 +510,7 @@ mod tests {
     }
 
     #[test]
-    fn claims_are_exclusive_and_dead_owners_are_taken_over() {
+    fn claims_are_exclusive_and_end_with_their_holder() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path();
         let run = &run_list(
@@ -574,29 +518,27 @@ mod tests {
             &[("asmr".into(), "p".into())],
             &[1],
         )[0];
-        let Claim::Mine { work, resume } = claim(root, run).unwrap() else {
+        let Claim::Mine { work, resume, lock } = claim(root, run).unwrap() else {
             panic!("first claim")
         };
         assert_eq!(resume, None);
-        // This process holds it: a second claim is refused.
-        assert!(matches!(claim(root, run).unwrap(), Claim::Taken(_)));
-        // Another host's claim is never taken over.
-        fs::write(work.join(OWNER_FILE), "some-other-host 1").unwrap();
-        assert!(matches!(claim(root, run).unwrap(), Claim::Taken(o) if o.contains("other-host")));
-        // A dead process of this host: taken over, resuming from its checkpoint.
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
-        fs::write(work.join(OWNER_FILE), format!("{} {dead}", host_name())).unwrap();
+        // Held: a second claim (another open file description, as another process has) is refused.
+        assert!(matches!(claim(root, run).unwrap(), Claim::Taken));
+        // Its holder gone (a killed process's locks go with it), the run is claimed again and
+        // resumes from the checkpoint left behind.
         touch(&work.join(STATE_FILE));
-        let Claim::Mine { resume, .. } = claim(root, run).unwrap() else {
-            panic!("take-over")
+        drop(lock);
+        let Claim::Mine { resume, lock, .. } = claim(root, run).unwrap() else {
+            panic!("claim after the holder ended")
         };
         assert_eq!(resume, Some(work.join(STATE_FILE)));
         touch(&work.join(METRICS_FILE));
-        let done = publish(root, run, &work).unwrap();
+        let done = publish(root, run, &work, lock).unwrap();
         assert!(done.join(METRICS_FILE).is_file() && !work.exists());
-        assert!(!done.join(OWNER_FILE).exists());
-        assert_eq!(claim(root, run).unwrap(), Claim::Done(done));
+        assert!(
+            !root.join(WORK_DIR).exists(),
+            "empty work folders stay behind"
+        );
+        assert!(matches!(claim(root, run).unwrap(), Claim::Done(p) if p == done));
     }
 }

@@ -41,6 +41,14 @@ pub enum Error {
         known: String,
     },
 
+    /// Training stopped on request (Ctrl-C, SIGTERM) with its state saved to `state`.
+    #[error("interrupted at step {step} of {total}; the state is saved in {}", state.display())]
+    Interrupted {
+        step: usize,
+        total: usize,
+        state: PathBuf,
+    },
+
     #[error("{0}")]
     Invalid(String),
 }

@@ -55,11 +55,31 @@ pub fn load_signal(modality: &Modality, input: Option<&Path>, data: &Value) -> R
     }
 }
 
-/// The first file of an earlier run that `dir` holds, if any: a new fit there would replace it.
-pub fn earlier_run_file(dir: &Path) -> Option<&'static str> {
-    [METRICS_FILE, MODEL_FILE, STATE_FILE, LOG_FILE, CONFIG_FILE]
-        .into_iter()
-        .find(|f| dir.join(f).exists())
+/// What an earlier fit left in a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EarlierRun {
+    /// Nothing of a run.
+    None,
+    /// A run stopped before its first checkpoint (its config and log only): nothing to resume,
+    /// nothing worth keeping.
+    Unstarted,
+    /// A run stopped after a checkpoint: `--resume` continues it.
+    Interrupted,
+    /// A finished run (`metrics.json`).
+    Finished,
+}
+
+/// What `dir` holds of an earlier run.
+pub fn earlier_run(dir: &Path) -> EarlierRun {
+    if dir.join(METRICS_FILE).exists() {
+        EarlierRun::Finished
+    } else if dir.join(STATE_FILE).exists() || dir.join(MODEL_FILE).exists() {
+        EarlierRun::Interrupted
+    } else if dir.join(LOG_FILE).exists() || dir.join(CONFIG_FILE).exists() {
+        EarlierRun::Unstarted
+    } else {
+        EarlierRun::None
+    }
 }
 
 pub struct FitRequest<'a> {
@@ -251,6 +271,14 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
         ..
     } = folder;
     log.flush()?;
+    if !trainer.is_done() {
+        // The observer stopped the run: its state was saved on the way out; no result is written.
+        return Err(Error::Interrupted {
+            step: trainer.step,
+            total: trainer.schedule_steps(),
+            state: state_path,
+        });
+    }
     trainer.save_state(&state_path, &config, &signal)?;
 
     // The reconstruction comes from the best step's weights, rendered the way `render` does it.
