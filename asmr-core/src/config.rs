@@ -49,6 +49,9 @@ pub struct NetConfig {
     pub w0: f64,
     pub bases: Bases,
     pub modulator: ModulatorKind,
+    /// Scale of the linear modulators' initial weights (1: `U(-1/sqrt(d), 1/sqrt(d))`).
+    #[serde(default = "one")]
+    pub modulator_scale: f64,
     pub coord_range: f64,
     /// The models' own sections by name (`ngp` for `net.ngp`).
     #[serde(flatten)]
@@ -109,6 +112,13 @@ pub struct TrainConfig {
     pub grad_clip: f64,
     pub max_memory_gb: f64,
     pub time_limit: f64,
+    /// Learning-rate factors by parameter-name prefix, `PREFIX=FACTOR` (`backbone.3=3`).
+    #[serde(default)]
+    pub lr_scale: Vec<String>,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 fn auto_strategy() -> String {
@@ -145,6 +155,57 @@ pub const TRAIN_OPTIONS: &[OptionSpec] = &[
 ];
 
 impl TrainConfig {
+    /// `train.lr_scale` read: `(prefix, factor)` pairs.
+    pub fn lr_factors(&self) -> Result<Vec<(String, f64)>> {
+        self.lr_scale
+            .iter()
+            .map(|item| {
+                let bad = || {
+                    Error::config(
+                        "train.lr_scale",
+                        format!("`{item}`: expected PREFIX=FACTOR with a positive factor"),
+                    )
+                };
+                let (prefix, factor) = item.split_once('=').ok_or_else(bad)?;
+                let factor: f64 = factor.trim().parse().map_err(|_| bad())?;
+                if prefix.trim().is_empty() || !factor.is_finite() || factor <= 0.0 {
+                    return Err(bad());
+                }
+                Ok((prefix.trim().to_string(), factor))
+            })
+            .collect()
+    }
+
+    /// The learning-rate factor of each named parameter: the longest `train.lr_scale` prefix that
+    /// matches it whole or up to a `.`, else 1. A prefix that matches no parameter is an error.
+    pub fn lr_factor_of(&self, names: &[&str]) -> Result<Vec<f64>> {
+        let factors = self.lr_factors()?;
+        let matches = |name: &str, p: &str| {
+            name == p || (name.starts_with(p) && name[p.len()..].starts_with('.'))
+        };
+        for (p, _) in &factors {
+            if !names.iter().any(|n| matches(n, p)) {
+                return Err(Error::config(
+                    "train.lr_scale",
+                    format!(
+                        "`{p}` matches no parameter of this model ({})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(names
+            .iter()
+            .map(|n| {
+                factors
+                    .iter()
+                    .filter(|(p, _)| matches(n, p))
+                    .max_by_key(|(p, _)| p.len())
+                    .map_or(1.0, |(_, f)| *f)
+            })
+            .collect())
+    }
+
     /// Minibatch training (a sampler, epochs) rather than full-grid steps.
     pub fn minibatch(&self) -> bool {
         self.batch > 0
@@ -276,6 +337,11 @@ impl Config {
             "must be a positive number",
         )?;
         pos(
+            "net.modulator_scale",
+            n.modulator_scale.is_finite() && n.modulator_scale >= 0.0,
+            "must be zero or a positive number",
+        )?;
+        pos(
             "net.coord_range",
             n.coord_range.is_finite() && n.coord_range > 0.0,
             "must be a positive number",
@@ -316,6 +382,7 @@ impl Config {
             t.betas.iter().all(|b| (0.0..1.0).contains(b)),
             "must be two numbers in [0, 1)",
         )?;
+        t.lr_factors()?;
         pos(
             "train.eps",
             t.eps.is_finite() && t.eps > 0.0,
@@ -720,6 +787,33 @@ mod tests {
         let mut again = ConfigBuilder::new().unwrap();
         again.merge_yaml(&c.to_yaml(), "saved").unwrap();
         assert_eq!(again.build().unwrap(), c);
+    }
+
+    #[test]
+    fn learning_rate_factors_by_longest_prefix() {
+        let mut b = ConfigBuilder::new().unwrap();
+        b.set_pair("train.lr_scale=[backbone=2, backbone.3=3, modulator.1=0.5]")
+            .unwrap();
+        let t = b.build().unwrap().train;
+        let names = [
+            "backbone.0.weight",
+            "backbone.3.bias",
+            "backbone.30.bias",
+            "modulator.1.weight",
+            "modulator.2.weight",
+        ];
+        assert_eq!(t.lr_factor_of(&names).unwrap(), [2.0, 3.0, 2.0, 0.5, 1.0]);
+        let err = t.lr_factor_of(&["layers.0.weight"]).unwrap_err();
+        assert!(
+            err.to_string().contains("`backbone` matches no parameter"),
+            "{err}"
+        );
+        for bad in ["[backbone]", "[backbone=-1]", "[=2]", "[backbone=x]"] {
+            let mut b = ConfigBuilder::new().unwrap();
+            b.set("train.lr_scale", bad).unwrap();
+            let err = b.build().unwrap_err().to_string();
+            assert!(err.contains("train.lr_scale"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -40,17 +40,19 @@ pub enum Modulator {
 }
 
 impl Modulator {
+    /// `scale` multiplies the linear modulator's initial bound (`net.modulator_scale`).
     pub fn new(
         kind: ModulatorKind,
         d: usize,
         h: usize,
         w0: f64,
+        scale: f64,
         kernels: Kernels,
         vb: VarBuilder,
     ) -> Result<Self> {
         Ok(match kind {
             ModulatorKind::Linear => {
-                let bound = 1.0 / (d as f64).sqrt();
+                let bound = scale / (d as f64).sqrt();
                 Modulator::Linear {
                     v: dense(d, h, false, bound, vb)?,
                     w0,

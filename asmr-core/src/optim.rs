@@ -29,6 +29,8 @@ pub struct Adam {
     vars: Vec<(String, Var)>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
+    /// Each variable's factor on the learning rate (`train.lr_scale`).
+    factors: Vec<f64>,
     /// Steps taken (PyTorch's `state['step']`).
     t: u64,
 }
@@ -40,13 +42,26 @@ impl Adam {
             .map(|(_, v)| v.zeros_like())
             .collect::<Result<Vec<_>>>()?;
         let v = m.clone();
+        let factors = vec![1.0; vars.len()];
         Ok(Self {
             config,
             vars,
             m,
             v,
+            factors,
             t: 0,
         })
+    }
+
+    /// Variable names, in the order [`Adam::set_factors`] takes.
+    pub fn names(&self) -> Vec<&str> {
+        self.vars.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// Per-variable learning-rate factors, in [`Adam::names`] order.
+    pub fn set_factors(&mut self, factors: Vec<f64>) {
+        assert_eq!(factors.len(), self.vars.len());
+        self.factors = factors;
     }
 
     pub fn steps(&self) -> u64 {
@@ -78,7 +93,7 @@ impl Adam {
             let m = ((&self.m[i] * beta1)? + (g * (1.0 - beta1))?)?;
             let v = ((&self.v[i] * beta2)? + (g.sqr()? * (1.0 - beta2))?)?;
             let denom = ((v.sqrt()? / bc2.sqrt())? + eps)?;
-            let update = ((&m / &denom)? * (lr / bc1))?;
+            let update = ((&m / &denom)? * (lr * self.factors[i] / bc1))?;
             var.set(&var.as_tensor().sub(&update)?)?;
             self.m[i] = m;
             self.v[i] = v;

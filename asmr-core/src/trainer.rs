@@ -204,7 +204,7 @@ impl<'a> Trainer<'a> {
                 &model.device,
             )?)
         };
-        let adam = Adam::new(
+        let mut adam = Adam::new(
             model.params.vars(),
             AdamConfig {
                 beta1: config.betas[0],
@@ -213,6 +213,8 @@ impl<'a> Trainer<'a> {
                 weight_decay: config.weight_decay,
             },
         )?;
+        let factors = config.lr_factor_of(&adam.names())?;
+        adam.set_factors(factors);
         Ok(Self {
             model,
             signal,

@@ -52,7 +52,15 @@ impl Asmr {
         let modulators = (1..layers)
             .map(|l| {
                 let vb = vb.pp("modulator").pp(l);
-                Modulator::new(net.modulator, d, h, net.w0, ctx.kernels, vb)
+                Modulator::new(
+                    net.modulator,
+                    d,
+                    h,
+                    net.w0,
+                    net.modulator_scale,
+                    ctx.kernels,
+                    vb,
+                )
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let level_grids = (0..layers)
