@@ -1137,8 +1137,12 @@ fn preset_recipe(name: &str) -> Result<String> {
     } else {
         format!("{} steps", c.train.iterations)
     };
+    let recipe = match c.train.recipe {
+        asmr_core::config::Recipe::Paper => "paper recipe",
+        asmr_core::config::Recipe::Fast => "fast recipe",
+    };
     Ok(format!(
-        "{} {}x{}, bases {bases}, {schedule}, lr {:e}",
+        "{} {}x{}, bases {bases}, {schedule}, {recipe} (lr {:e})",
         c.model, c.net.layers, c.net.hidden, c.train.lr
     ))
 }

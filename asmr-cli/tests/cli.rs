@@ -302,7 +302,8 @@ fn list_names_everything() {
     for name in [
         "image",
         "audio",
-        "audio-auto",
+        "paper-audio",
+        "paper-image",
         "shape",
         "shape-demo",
         #[cfg(feature = "video")]

@@ -115,6 +115,9 @@ pub struct TrainConfig {
     /// Learning-rate factors by parameter-name prefix, `PREFIX=FACTOR` (`backbone.3=3`).
     #[serde(default)]
     pub lr_scale: Vec<String>,
+    /// Which of the model's settings the `auto` optimiser keys took.
+    #[serde(default)]
+    pub recipe: Recipe,
 }
 
 fn one() -> f64 {
@@ -227,8 +230,19 @@ pub enum LrSchedule {
     Step,
 }
 
+/// Which of a model's optimiser settings `auto` keys take (`train.recipe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Recipe {
+    /// The paper's settings.
+    #[default]
+    Paper,
+    /// Settings tuned for quality per second (ASMR's; models without them use their paper ones).
+    Fast,
+}
+
 /// A model's own optimiser settings, used where the configuration says `auto`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 pub struct OptimDefaults {
     pub lr: f64,
     pub betas: [f64; 2],
@@ -237,6 +251,12 @@ pub struct OptimDefaults {
     pub schedule: LrSchedule,
     pub step_every: usize,
     pub step_factor: f64,
+    /// `train.lr_scale` for a network of `net.layers` layers.
+    pub lr_scale: fn(usize) -> Vec<String>,
+}
+
+pub fn no_lr_scale(_layers: usize) -> Vec<String> {
+    Vec::new()
 }
 
 impl OptimDefaults {
@@ -250,6 +270,7 @@ impl OptimDefaults {
             schedule: LrSchedule::Cosine,
             step_every: 100,
             step_factor: 0.33,
+            lr_scale: no_lr_scale,
         }
     }
 }
@@ -679,16 +700,31 @@ fn resolve_auto(tree: &mut Value) -> Result<()> {
         Some(Value::String(m)) => m.clone(),
         _ => return Err(Error::config("model", "must be a model name")),
     };
-    let o = crate::models::find_model(&model)?.optim;
+    let layers = tree
+        .get("net")
+        .and_then(|n| n.get("layers"))
+        .and_then(Value::as_u64)
+        .unwrap_or(1) as usize;
+    let entry = crate::models::find_model(&model)?;
     let Some(train) = tree.get_mut("train").and_then(|t| t.as_mapping_mut()) else {
         return Err(Error::config("train", "is a value, not a section"));
+    };
+    let recipe: Recipe = match train.get("recipe") {
+        Some(v) => serde_yaml::from_value(v.clone())
+            .map_err(|_| Error::config("train.recipe", format!("{v:?} is not paper or fast")))?,
+        None => Recipe::Paper,
+    };
+    let o = match recipe {
+        Recipe::Fast => entry.fast.unwrap_or(entry.optim),
+        Recipe::Paper => entry.optim,
     };
     let is_auto = |v: Option<&Value>| v.and_then(|v| v.as_str()) == Some("auto");
     let schedule = match o.schedule {
         LrSchedule::Cosine => "cosine",
         LrSchedule::Step => "step",
     };
-    let resolved: [(&str, Value); 7] = [
+    let lr_scale = Value::Sequence((o.lr_scale)(layers).into_iter().map(Value::from).collect());
+    let resolved: [(&str, Value); 8] = [
         ("lr", o.lr.into()),
         (
             "betas",
@@ -699,6 +735,7 @@ fn resolve_auto(tree: &mut Value) -> Result<()> {
         ("lr_schedule", schedule.into()),
         ("lr_step_every", (o.step_every as u64).into()),
         ("lr_step_factor", o.step_factor.into()),
+        ("lr_scale", lr_scale),
     ];
     for (key, value) in resolved {
         if is_auto(train.get(key)) {

@@ -76,7 +76,7 @@ asmr_core::inventory::submit! {
     Modality {
         name: "audio",
         description: "recordings (WAV, FLAC, MP3, Ogg Vorbis, AAC/ALAC in MP4) as 1-D signals; PSNR, SNR; WAV output",
-        default_preset: "audio-auto",
+        default_preset: "audio",
         example_preset: "audio-demo",
         output_file: "reconstruction.wav",
         extensions: &["wav", "flac", "mp3", "ogg", "oga", "m4a", "aac"],
@@ -163,7 +163,11 @@ fn preview(target: &Signal, prediction: &[f32]) -> Result<Preview> {
     })
 }
 
-asmr_core::preset!("audio", "audio-auto", "default for recordings");
+asmr_core::preset!(
+    "audio",
+    "audio",
+    "default for recordings (the whole recording)"
+);
 asmr_core::preset!(
     "audio",
     "audio-demo",
@@ -171,8 +175,8 @@ asmr_core::preset!(
 );
 asmr_core::preset!(
     "audio",
-    "audio",
-    "the paper's recipe: the first 2 s at 16 kHz"
+    "paper-audio",
+    "the paper's: the first 2 s at 16 kHz"
 );
 
 asmr_core::inventory::submit! {
@@ -182,7 +186,7 @@ asmr_core::inventory::submit! {
         description: "recordings (first 2 s at 16 kHz): ASMR against SIREN",
         data: &["*.wav", "*.flac", "*.mp3", "*.ogg"],
         expects: "audio recordings (WAV, FLAC, MP3 or Ogg files)",
-        recipes: &[("asmr", "audio"), ("siren", "audio")],
+        recipes: &[("asmr", "paper-audio"), ("siren", "paper-audio")],
         seeds: &[1, 2, 3],
     }
 }

@@ -3,8 +3,9 @@
 asmr_core::preset!(
     "image",
     "image",
-    "default for photos (the paper's schedule)"
+    "default for photos: about a minute at 512 x 512 on two cores"
 );
+asmr_core::preset!("image", "paper-image", "the paper's recipe for photos");
 asmr_core::preset!(
     "image",
     "demo",

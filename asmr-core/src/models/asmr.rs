@@ -330,6 +330,22 @@ fn build(ctx: &ModelContext, vb: VarBuilder) -> Result<Box<dyn Model>> {
     Ok(Box::new(Asmr::new(ctx, vb)?))
 }
 
+/// ASMR's recipe for quality per second (`train.recipe: fast`; BENCHMARKS.md, "Quality per
+/// second"): ten times the paper's learning rate, a short second-moment memory, and larger steps
+/// for the hidden (x2) and output (x3) layers than for the first layer and the modulators.
+const FAST: crate::config::OptimDefaults = crate::config::OptimDefaults {
+    lr: 1e-3,
+    betas: [0.9, 0.95],
+    lr_scale: fast_lr_scale,
+    ..crate::config::OptimDefaults::adam(1e-3)
+};
+
+fn fast_lr_scale(layers: usize) -> Vec<String> {
+    (1..layers)
+        .map(|i| format!("backbone.{i}={}", if i + 1 == layers { 3 } else { 2 }))
+        .collect()
+}
+
 inventory::submit! {
     ModelEntry {
         name: "asmr",
@@ -338,6 +354,7 @@ inventory::submit! {
         build,
         profile,
         optim: crate::config::OptimDefaults::adam(1e-4),
+        fast: Some(FAST),
         config: None,
     }
 }

@@ -157,6 +157,7 @@ inventory::submit! {
         build,
         profile,
         optim: OptimDefaults::adam(1e-1),
+        fast: None,
         config: Some(SectionSpec::of::<GridConfig>()),
     }
 }

@@ -101,6 +101,7 @@ inventory::submit! {
         build,
         profile,
         optim: OptimDefaults::adam(1e-3),
+        fast: None,
         config: Some(SectionSpec::of::<FfnConfig>()),
     }
 }

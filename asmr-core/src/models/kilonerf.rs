@@ -244,6 +244,7 @@ inventory::submit! {
         build,
         profile,
         optim: OptimDefaults::adam(5e-4),
+        fast: None,
         config: Some(SectionSpec::of::<KiloNerfConfig>()),
     }
 }

@@ -120,8 +120,10 @@ pub struct ModelEntry {
     pub uses_grid: bool,
     pub build: BuildFn,
     pub profile: ProfileFn,
-    /// Optimiser settings the configuration's `auto` keys take.
+    /// Optimiser settings the configuration's `auto` keys take (`train.recipe: paper`).
     pub optim: OptimDefaults,
+    /// Settings for `train.recipe: fast`, where the model has its own (`None`: `optim`).
+    pub fast: Option<OptimDefaults>,
     /// The model's own configuration section (`net.<name>`), if it has settings beyond the shared
     /// `net.*` keys.
     pub config: Option<SectionSpec>,

@@ -268,7 +268,9 @@ inventory::submit! {
             schedule: LrSchedule::Step,
             step_every: 100,
             step_factor: 0.33,
+            lr_scale: crate::config::no_lr_scale,
         },
+        fast: None,
         config: Some(SectionSpec::of::<NgpConfig>()),
     }
 }

@@ -78,6 +78,7 @@ inventory::submit! {
         build,
         profile,
         optim: crate::config::OptimDefaults::adam(1e-4),
+        fast: None,
         config: None,
     }
 }
