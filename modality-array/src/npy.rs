@@ -3,7 +3,7 @@
 //! tell.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use asmr_core::{Error, Result};
@@ -118,12 +118,46 @@ pub struct Header {
 }
 
 /// Read and check the header; `file_len` is the file's size, to catch a truncated data part.
+/// The header length an `.npy` file declares (after the magic and version: 2 bytes in version 1,
+/// 4 in versions 2 and 3) fits in the file, checked before anything allocates that length.
+fn declared_header_fits<R: Read + Seek>(path: &Path, reader: &mut R, file_len: u64) -> Result<()> {
+    let mut start = [0u8; 12];
+    let got = reader.read(&mut start).map_err(|e| Error::io(path, e))?;
+    reader
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io(path, e))?;
+    if got < 10 || &start[..6] != b"\x93NUMPY" {
+        return Ok(()); // the parser names what is wrong
+    }
+    let (prefix, declared) = match start[6] {
+        1 => (10u64, u64::from(u16::from_le_bytes([start[8], start[9]]))),
+        _ if got >= 12 => (
+            12u64,
+            u64::from(u32::from_le_bytes([
+                start[8], start[9], start[10], start[11],
+            ])),
+        ),
+        _ => return Ok(()),
+    };
+    if prefix + declared > file_len {
+        return Err(Error::input(
+            path,
+            format!(
+                "truncated or not a NumPy .npy file: its header declares {declared} bytes, the \
+                 file holds {file_len}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn header<R: Read + Seek>(
     path: &Path,
     reader: &mut R,
     file_len: u64,
 ) -> Result<(NpyHeader, Header)> {
     let bad = |m: String| Error::input(path, m);
+    declared_header_fits(path, reader, file_len)?;
     let h = NpyHeader::from_reader(&mut *reader)
         .map_err(|e| bad(format!("not a NumPy .npy file ({e})")))?;
     let data_start = reader.stream_position().map_err(|e| Error::io(path, e))?;

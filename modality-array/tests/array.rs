@@ -371,3 +371,25 @@ fn the_modality_and_its_presets_are_registered() {
     assert_eq!(example.info.shape.len(), 3);
     assert!(Layout::of(&example.info).is_ok());
 }
+
+/// Inputs the fuzzer (`scripts/fuzz.sh npy`) found, kept: each is refused with one line, without
+/// a panic or an allocation beyond the input-size limit.
+#[test]
+fn fuzz_regressions_are_refused_cleanly() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let err = load_limited(&path, &opts(&[]), 1 << 26)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&*path.to_string_lossy()), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        if path.to_string_lossy().contains("header-length") {
+            // Refused from the declared length, before the parser allocates it.
+            assert!(err.contains("its header declares"), "{err}");
+        }
+        seen += 1;
+    }
+    assert!(seen >= 1);
+}
