@@ -430,6 +430,9 @@ fn is_dataset(args: &FitArgs, extensions: &[&str]) -> bool {
         || args.shard.is_some()
 }
 
+/// Full-grid steps up to which ASMR's fast recipe has been measured stable.
+const FAST_RECIPE_MAX_STEPS: usize = 1500;
+
 fn fit(args: FitArgs, given: Vec<(String, OptionKind, String)>) -> Result<()> {
     let modality = find_modality(&args.modality)?;
     if is_dataset(&args, modality.extensions) {
@@ -583,6 +586,19 @@ fn fit_single(
             "note: ASMR at lr {:e} (the paper's schedule) starts slowly: {} steps give a rough, \
              blocky fit; --set train.lr=1e-3 gets much further in a short run",
             config.train.lr, config.train.iterations
+        );
+    }
+    // Measured to ~700 full-grid steps; at its learning rate a much longer schedule has been seen
+    // to collapse (BENCHMARKS.md, "Quality per second").
+    let t = &config.train;
+    let long =
+        (t.time_limit == 0.0 && t.iterations > FAST_RECIPE_MAX_STEPS) || t.time_limit > 150.0;
+    let fast = t.recipe == asmr_core::config::Recipe::Fast && config.model == "asmr";
+    if fast && long && !t.minibatch() && !args.quiet {
+        eprintln!(
+            "note: ASMR's fast recipe is tuned for short runs (about 700 steps); a long schedule at \
+             its learning rate can become unstable. For long runs use --preset paper-image or \
+             --set train.lr=5e-4"
         );
     }
     let signal = load_with_spinner(modality, input.as_deref(), &config.data, args.quiet)?;
