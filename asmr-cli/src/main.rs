@@ -588,22 +588,24 @@ fn fit_single(
             config.train.lr, config.train.iterations
         );
     }
-    // Measured to ~700 full-grid steps; at its learning rate a much longer schedule has been seen
-    // to collapse (BENCHMARKS.md, "Quality per second").
+    let signal = load_with_spinner(modality, input.as_deref(), &config.data, args.quiet)?;
+    for note in &signal.notes {
+        eprintln!("warning: {note}");
+    }
+    // On photos the fast recipe is measured to ~700 full-grid steps; at its learning rate a much
+    // longer schedule has been seen to collapse (BENCHMARKS.md, "Quality per second").
     let t = &config.train;
     let long =
         (t.time_limit == 0.0 && t.iterations > FAST_RECIPE_MAX_STEPS) || t.time_limit > 150.0;
-    let fast = t.recipe == asmr_core::config::Recipe::Fast && config.model == "asmr";
+    let fast = t.recipe == asmr_core::config::Recipe::Fast
+        && config.model == "asmr"
+        && modality.name == "image";
     if fast && long && !t.minibatch() && !args.quiet {
         eprintln!(
             "note: ASMR's fast recipe is tuned for short runs (about 700 steps); a long schedule at \
              its learning rate can become unstable. For long runs use --preset paper-image or \
              --set train.lr=5e-4"
         );
-    }
-    let signal = load_with_spinner(modality, input.as_deref(), &config.data, args.quiet)?;
-    for note in &signal.notes {
-        eprintln!("warning: {note}");
     }
     let mut progress = progress::Progress::new(args.quiet);
     let report = run::fit(run::FitRequest {
