@@ -134,7 +134,7 @@ fn until_done(
         // Early moments are the likeliest to find start-up and first-checkpoint windows.
         // A few early moments first (start-up, first checkpoint), then anywhere in the run.
         let r = rng.next();
-        let fraction = [0.02, 0.08, 0.2]
+        let fraction = [0.02, 0.05, 0.08]
             .get(attempt)
             .copied()
             .unwrap_or(1.1 * r * r);
