@@ -430,9 +430,6 @@ fn is_dataset(args: &FitArgs, extensions: &[&str]) -> bool {
         || args.shard.is_some()
 }
 
-/// Full-grid steps up to which ASMR's fast recipe has been measured stable.
-const FAST_RECIPE_MAX_STEPS: usize = 1500;
-
 fn fit(args: FitArgs, given: Vec<(String, OptionKind, String)>) -> Result<()> {
     let modality = find_modality(&args.modality)?;
     if is_dataset(&args, modality.extensions) {
@@ -591,21 +588,6 @@ fn fit_single(
     let signal = load_with_spinner(modality, input.as_deref(), &config.data, args.quiet)?;
     for note in &signal.notes {
         eprintln!("warning: {note}");
-    }
-    // On photos the fast recipe is measured to ~700 full-grid steps; at its learning rate a much
-    // longer schedule has been seen to collapse (BENCHMARKS.md, "Quality per second").
-    let t = &config.train;
-    let long =
-        (t.time_limit == 0.0 && t.iterations > FAST_RECIPE_MAX_STEPS) || t.time_limit > 150.0;
-    let fast = t.recipe == asmr_core::config::Recipe::Fast
-        && config.model == "asmr"
-        && modality.name == "image";
-    if fast && long && !t.minibatch() && !args.quiet {
-        eprintln!(
-            "note: ASMR's fast recipe is tuned for short runs (about 700 steps); a long schedule at \
-             its learning rate can become unstable. For long runs use --preset paper-image or \
-             --set train.lr=5e-4"
-        );
     }
     let mut progress = progress::Progress::new(args.quiet);
     let report = run::fit(run::FitRequest {

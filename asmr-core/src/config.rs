@@ -118,6 +118,10 @@ pub struct TrainConfig {
     /// Which of the model's settings the `auto` optimiser keys took.
     #[serde(default)]
     pub recipe: Recipe,
+    /// Schedules longer than this many steps start lower, at `lr * sqrt(lr_horizon / steps)`
+    /// (`lr_min` in proportion); 0: off. Configs saved before it existed read as off.
+    #[serde(default)]
+    pub lr_horizon: usize,
 }
 
 fn one() -> f64 {
@@ -253,6 +257,8 @@ pub struct OptimDefaults {
     pub step_factor: f64,
     /// `train.lr_scale` for a network of `net.layers` layers.
     pub lr_scale: fn(usize) -> Vec<String>,
+    /// `train.lr_horizon` (0: the rates hold for any schedule length).
+    pub horizon: usize,
 }
 
 pub fn no_lr_scale(_layers: usize) -> Vec<String> {
@@ -271,6 +277,7 @@ impl OptimDefaults {
             step_every: 100,
             step_factor: 0.33,
             lr_scale: no_lr_scale,
+            horizon: 0,
         }
     }
 }
@@ -724,7 +731,7 @@ fn resolve_auto(tree: &mut Value) -> Result<()> {
         LrSchedule::Step => "step",
     };
     let lr_scale = Value::Sequence((o.lr_scale)(layers).into_iter().map(Value::from).collect());
-    let resolved: [(&str, Value); 8] = [
+    let resolved: [(&str, Value); 9] = [
         ("lr", o.lr.into()),
         (
             "betas",
@@ -736,6 +743,7 @@ fn resolve_auto(tree: &mut Value) -> Result<()> {
         ("lr_step_every", (o.step_every as u64).into()),
         ("lr_step_factor", o.step_factor.into()),
         ("lr_scale", lr_scale),
+        ("lr_horizon", (o.horizon as u64).into()),
     ];
     for (key, value) in resolved {
         if is_auto(train.get(key)) {

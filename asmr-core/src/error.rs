@@ -49,6 +49,19 @@ pub enum Error {
         state: PathBuf,
     },
 
+    /// The device ran out of memory mid-fit; `need` is the estimate of one step, `fix` the option
+    /// to change.
+    #[error(
+        "{device} ran out of memory (one training step needs about {need} by estimate, the budget \
+         is {budget}): {fix}"
+    )]
+    OutOfMemory {
+        device: String,
+        need: String,
+        budget: String,
+        fix: String,
+    },
+
     #[error("{0}")]
     Invalid(String),
 }

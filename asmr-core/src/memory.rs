@@ -101,3 +101,112 @@ pub fn full_grid_bytes(built: &BuiltModel) -> usize {
         None => n * per_point * net.layers.saturating_sub(1) + outputs,
     }
 }
+
+/// Rough memory of one training step as `train` sets it up: a full-grid step, or one micro-batch
+/// of a minibatch step (activations of every hidden layer per sample, as for a per-sample model).
+pub fn step_bytes(built: &BuiltModel, train: &crate::config::TrainConfig) -> usize {
+    if !train.minibatch() {
+        return full_grid_bytes(built);
+    }
+    let net = &built.context.net;
+    let chunk = crate::trainer::micro_batch(train, &built.device).min(train.batch);
+    chunk
+        * (4 * net.hidden * 4 * net.layers.saturating_sub(1) + built.context.channels * 12 * 4 + 8)
+}
+
+/// Whether an error is the device refusing an allocation (CUDA's `CUDA_ERROR_OUT_OF_MEMORY`,
+/// cuBLAS's `CUBLAS_STATUS_ALLOC_FAILED`). On the CPU an allocation failure aborts instead, which
+/// is why CPU fits are held to [`memory_budget`] up front.
+pub fn is_out_of_memory(e: &candle_core::Error) -> bool {
+    let text = format!("{e} {e:?}").to_ascii_uppercase();
+    text.contains("OUT_OF_MEMORY")
+        || text.contains("ALLOC_FAILED")
+        || text.contains("OUT OF MEMORY")
+}
+
+/// The one-line error for a device that ran out of memory during a fit: what a step needs by
+/// [`full_grid_bytes`] (or per micro-batch), the budget, and the option that lowers it.
+pub fn out_of_memory(
+    e: crate::Error,
+    device: &Device,
+    need: usize,
+    budget: usize,
+    minibatch: bool,
+) -> crate::Error {
+    let oom = matches!(&e, crate::Error::Candle(c) if is_out_of_memory(c));
+    if !oom {
+        return e;
+    }
+    let fix = if minibatch {
+        "lower train.micro_batch (samples per chunk of a minibatch) or train.batch".to_string()
+    } else {
+        format!(
+            "set train.max_memory_gb below {:.1} to train on minibatches, or train.batch to choose \
+             their size",
+            need as f64 / GIB
+        )
+    };
+    crate::Error::OutOfMemory {
+        device: if device.is_cuda() {
+            "the GPU"
+        } else {
+            "the device"
+        }
+        .to_string(),
+        need: format_bytes(need),
+        budget: format_bytes(budget),
+        fix,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn driver_error(text: &str) -> crate::Error {
+        crate::Error::Candle(candle_core::Error::Cuda(Box::new(std::io::Error::other(
+            text.to_string(),
+        ))))
+    }
+
+    #[test]
+    fn a_device_allocation_failure_becomes_one_line_with_the_option_to_change() {
+        let e = out_of_memory(
+            driver_error("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")"),
+            &Device::Cpu,
+            3 << 30,
+            2 << 30,
+            false,
+        );
+        let line = e.to_string();
+        assert!(matches!(e, crate::Error::OutOfMemory { .. }), "{line}");
+        assert!(
+            line.contains("3.22 GB") && line.contains("2.15 GB"),
+            "{line}"
+        );
+        assert!(line.contains("train.max_memory_gb below 3.0"), "{line}");
+        assert!(!line.contains('\n'));
+        let e = out_of_memory(
+            driver_error("CUBLAS_STATUS_ALLOC_FAILED"),
+            &Device::Cpu,
+            1 << 20,
+            2 << 30,
+            true,
+        );
+        assert!(e.to_string().contains("train.micro_batch"), "{e}");
+    }
+
+    #[test]
+    fn other_errors_pass_through() {
+        let e = out_of_memory(
+            driver_error("CUDA_ERROR_ILLEGAL_ADDRESS"),
+            &Device::Cpu,
+            1,
+            1,
+            false,
+        );
+        assert!(matches!(e, crate::Error::Candle(_)));
+        let e = out_of_memory(crate::Error::Invalid("x".into()), &Device::Cpu, 1, 1, false);
+        assert!(matches!(e, crate::Error::Invalid(_)));
+    }
+}

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint;
 use crate::config::{Config, Value};
 use crate::error::{Error, Result};
-use crate::memory::{full_grid_bytes, memory_budget, AUTO_BATCH, GIB};
+use crate::memory::{full_grid_bytes, memory_budget, out_of_memory, step_bytes, AUTO_BATCH, GIB};
 use crate::metrics::Metrics;
 use crate::models::{BuiltModel, ModelContext};
 use crate::output::write_bytes_atomic;
@@ -217,9 +217,9 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
     } = req;
     let mut config = config;
     let built = build_model(&config, &signal.info, &device)?;
+    let budget = memory_budget(&config, &device);
     if resume.is_none() && !config.train.minibatch() {
         let need = full_grid_bytes(&built);
-        let budget = memory_budget(&config, &device);
         if need > budget {
             // Too large for full-grid steps: minibatches of 2^18 samples, about as many steps.
             let batch = AUTO_BATCH.min(signal.info.num_samples());
@@ -235,7 +235,10 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
             ));
         }
     }
-    let mut trainer = Trainer::new(&built, &signal, &config.train)?;
+    // The estimate is rough, so a device can still run out: then one line with the option to change.
+    let step_bytes = step_bytes(&built, &config.train);
+    let oom = |e: Error| out_of_memory(e, &device, step_bytes, budget, config.train.minibatch());
+    let mut trainer = Trainer::new(&built, &signal, &config.train).map_err(oom)?;
     if config.train.minibatch() {
         let source: Box<dyn BatchSource> = match find_strategy(modality.name, &config.train)? {
             Some(s) => (s.batches)(&signal, &config.train)?,
@@ -264,7 +267,7 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
         signal: &signal,
         inner: observer,
     };
-    trainer.run(&mut folder)?;
+    trainer.run(&mut folder).map_err(oom)?;
     let RunFolder {
         mut log,
         state_path,

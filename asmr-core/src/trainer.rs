@@ -106,6 +106,25 @@ impl StepRecord {
 pub const DEFAULT_MICRO_BATCH: usize = 1 << 16;
 pub const DEFAULT_MICRO_BATCH_GPU: usize = 1 << 18;
 
+/// The factor `train.lr_horizon` puts on a schedule of `steps` steps: `sqrt(horizon / steps)`
+/// beyond the horizon, else 1.
+pub fn horizon_scale(horizon: usize, steps: usize) -> f64 {
+    if horizon == 0 || steps <= horizon {
+        1.0
+    } else {
+        (horizon as f64 / steps as f64).sqrt()
+    }
+}
+
+/// Samples per chunk of a minibatch step on `device`.
+pub fn micro_batch(train: &TrainConfig, device: &candle_core::Device) -> usize {
+    match train.micro_batch {
+        0 if device.is_cpu() => DEFAULT_MICRO_BATCH,
+        0 => DEFAULT_MICRO_BATCH_GPU,
+        m => m,
+    }
+}
+
 /// MSE loss (for the gradient) and the MSE of the prediction clamped to `[0, 1]` (for the PSNR).
 fn losses(out: &Tensor, target: &Tensor) -> Result<(Tensor, f64)> {
     let loss = (out - target)?.sqr()?.mean_all()?;
@@ -346,9 +365,10 @@ impl<'a> Trainer<'a> {
             None => (self.step, planned),
         };
         let c = &self.config;
+        let scale = horizon_scale(c.lr_horizon, planned);
         match c.lr_schedule {
-            LrSchedule::Cosine => cosine_lr(pos, total, c.lr, c.lr_min),
-            LrSchedule::Step => step_lr(pos, c.lr, c.lr_step_every, c.lr_step_factor),
+            LrSchedule::Cosine => cosine_lr(pos, total, c.lr * scale, c.lr_min * scale),
+            LrSchedule::Step => step_lr(pos, c.lr * scale, c.lr_step_every, c.lr_step_factor),
         }
     }
 
@@ -372,11 +392,7 @@ impl<'a> Trainer<'a> {
     pub fn step_points(&mut self, idx: &[u32], target: &Tensor) -> Result<StepRecord> {
         let d = self.model.context.dims();
         let n = idx.len() / d;
-        let chunk = match self.config.micro_batch {
-            0 if self.model.device.is_cpu() => DEFAULT_MICRO_BATCH,
-            0 => DEFAULT_MICRO_BATCH_GPU,
-            m => m,
-        };
+        let chunk = micro_batch(&self.config, &self.model.device);
         let mut total: Option<candle_core::backprop::GradStore> = None;
         let (mut loss_sum, mut mse_sum) = (0f64, 0f64);
         let vars = self.model.params.vars();

@@ -284,3 +284,44 @@ fn banded_prediction_equals_the_full_grid_forward() {
         assert!(diff < 1e-4, "{model}: {diff}");
     }
 }
+
+/// The learning rate of each step a trainer takes.
+fn lrs(cfg: &Config, s: &Signal) -> Vec<f64> {
+    struct Rates(Vec<f64>);
+    impl Observer for Rates {
+        fn stepped(&mut self, _: &Trainer, r: &StepRecord) -> asmr_core::Result<Flow> {
+            self.0.push(r.lr);
+            Ok(Flow::Continue)
+        }
+    }
+    let built = build_model(cfg, &s.info, &common::devices()[0]).unwrap();
+    let mut t = Trainer::new(&built, s, &cfg.train).unwrap();
+    let mut rates = Rates(Vec::new());
+    t.run(&mut rates).unwrap();
+    rates.0
+}
+
+#[test]
+fn a_schedule_past_the_lr_horizon_starts_lower() {
+    let s = test_signal(&[16, 16], 1);
+    let mut cfg = config(16, 1);
+    cfg.train.lr_min = 1e-4;
+    let plain = lrs(&cfg, &s);
+    assert_eq!((plain[0], *plain.last().unwrap() > 1e-4), (1e-3, true));
+    cfg.train.lr_horizon = 4;
+    let long = lrs(&cfg, &s);
+    for (a, b) in plain.iter().zip(&long) {
+        // sqrt(4 / 16): the whole cosine, floor included, at half the rates.
+        assert!((b - a * 0.5).abs() < 1e-12, "{a} {b}");
+    }
+    cfg.train.lr_horizon = 16;
+    assert_eq!(lrs(&cfg, &s), plain);
+
+    // The fast recipe sets it; the paper's leaves it off.
+    let recipe = |r: &str| {
+        let mut b = ConfigBuilder::new().unwrap();
+        b.set_pair(&format!("train.recipe={r}")).unwrap();
+        b.build().unwrap().train.lr_horizon
+    };
+    assert_eq!((recipe("fast"), recipe("paper")), (700, 0));
+}

@@ -337,6 +337,7 @@ const FAST: crate::config::OptimDefaults = crate::config::OptimDefaults {
     lr: 1e-3,
     betas: [0.9, 0.95],
     lr_scale: fast_lr_scale,
+    horizon: 700,
     ..crate::config::OptimDefaults::adam(1e-3)
 };
 
