@@ -1115,6 +1115,8 @@ fn a_time_limit_ends_the_schedule_at_the_budget() {
         "net.hidden=8",
         "--set",
         "train.lr=1e-3",
+        "--set",
+        "train.lr_horizon=0",
         "--out",
         "t",
         "-q",

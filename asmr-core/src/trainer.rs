@@ -365,7 +365,13 @@ impl<'a> Trainer<'a> {
             None => (self.step, planned),
         };
         let c = &self.config;
-        let scale = horizon_scale(c.lr_horizon, planned);
+        // Until a time budget's steps are estimated, `planned` is only the iterations cap.
+        let estimating = c.time_limit > 0.0 && self.budget_steps.is_none();
+        let scale = if estimating {
+            1.0
+        } else {
+            horizon_scale(c.lr_horizon, planned)
+        };
         match c.lr_schedule {
             LrSchedule::Cosine => cosine_lr(pos, total, c.lr * scale, c.lr_min * scale),
             LrSchedule::Step => step_lr(pos, c.lr * scale, c.lr_step_every, c.lr_step_factor),

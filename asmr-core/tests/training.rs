@@ -316,6 +316,11 @@ fn a_schedule_past_the_lr_horizon_starts_lower() {
     }
     cfg.train.lr_horizon = 16;
     assert_eq!(lrs(&cfg, &s), plain);
+    // With a time budget the schedule's length is unknown until its first second is measured:
+    // until then `iterations` is only a cap, and the rates are not lowered for it.
+    cfg.train.lr_horizon = 4;
+    cfg.train.time_limit = 1e6;
+    assert_eq!(lrs(&cfg, &s), plain);
 
     // The fast recipe sets it; the paper's leaves it off.
     let recipe = |r: &str| {
