@@ -81,8 +81,8 @@ pub fn physical_memory() -> Option<usize> {
 pub fn full_grid_bytes(built: &BuiltModel) -> usize {
     let net = &built.context.net;
     let n = built.context.num_samples();
-    let per_point = 4 * net.hidden * 4;
-    let outputs = n * built.context.channels * 12 * 4 + n * 8;
+    let per_point = HIDDEN_BUFFERS * net.hidden * 4;
+    let outputs = output_bytes(built, n);
     match built.model.grid() {
         Some(g) => {
             let last_full = if built.device.is_cpu() { 0 } else { 1 };
@@ -98,8 +98,22 @@ pub fn full_grid_bytes(built: &BuiltModel) -> usize {
                 .sum::<usize>()
                 + outputs
         }
-        None => n * per_point * net.layers.saturating_sub(1) + outputs,
+        None => per_sample_bytes(built, n),
     }
+}
+
+/// f32 buffers kept per hidden activation for the backward (see [`full_grid_bytes`]).
+const HIDDEN_BUFFERS: usize = 4;
+
+/// Target, prediction, loss terms and gradients of `n` samples, besides their index maps.
+fn output_bytes(built: &BuiltModel, n: usize) -> usize {
+    n * built.context.channels * 12 * 4 + n * 8
+}
+
+/// A step over `n` samples evaluated one by one (every hidden layer per sample).
+fn per_sample_bytes(built: &BuiltModel, n: usize) -> usize {
+    let net = &built.context.net;
+    n * HIDDEN_BUFFERS * net.hidden * 4 * net.layers.saturating_sub(1) + output_bytes(built, n)
 }
 
 /// Rough memory of one training step as `train` sets it up: a full-grid step, or one micro-batch
@@ -108,10 +122,8 @@ pub fn step_bytes(built: &BuiltModel, train: &crate::config::TrainConfig) -> usi
     if !train.minibatch() {
         return full_grid_bytes(built);
     }
-    let net = &built.context.net;
     let chunk = crate::trainer::micro_batch(train, &built.device).min(train.batch);
-    chunk
-        * (4 * net.hidden * 4 * net.layers.saturating_sub(1) + built.context.channels * 12 * 4 + 8)
+    per_sample_bytes(built, chunk)
 }
 
 /// Whether an error is the device refusing an allocation (CUDA's `CUDA_ERROR_OUT_OF_MEMORY`,
