@@ -11,7 +11,8 @@
 #
 # Usage: scripts/build-cuda.sh [--dist | --clippy]
 #   (env: CUDA_VENV, CUDA_WHEELS=13.0, CUDA_COMPUTE_CAP=90)
-#   --clippy lints the CUDA-only code (asmr-core and asmr-cli with --features cuda) instead.
+#   --clippy lints the CUDA-only code (asmr-core and asmr-cli with --features cuda, which compiles
+#   the kernels in asmr-core/cuda/ with nvcc) instead; it needs only the compiler wheels (CI runs it).
 #   --dist also builds asmr-core's test executables and packs them with the CLI, stripped, into
 #   dist/asmr-cuda.tar.xz for scripts/gpu-check.sh on a GPU machine (carry `dist` there).
 # Output: target/cuda/release/asmr-cli (its own target folder, so the CPU build is not rebuilt).
@@ -27,11 +28,14 @@ if ! "$cu/bin/nvcc" --version 2>/dev/null | grep -q "release $want,"; then
   # cudarc 0.19 accepts CUDA 11.4 to 13.4; cccl provides <nv/target> for cuda_fp16.h.
   "$venv/bin/pip" install -q --upgrade "nvidia-cuda-nvcc==$want.*" "nvidia-cuda-runtime==$want.*" \
     "nvidia-cuda-crt==$want.*" "nvidia-nvvm==$want.*" "nvidia-cuda-cccl==$want.*"
+  rm -rf "$venv/link"  # the stub and links follow the toolkit
+  cu=$(echo "$venv"/lib/python3*/site-packages/nvidia/cu13)
+fi
+if [ "${1:-}" != --clippy ] && ! ls "$cu"/lib/libcublas.so.* >/dev/null 2>&1; then
   # What the binary links: cuBLAS (and cuBLASLt), cuRAND, NVRTC (sonames .so.13, .so.10).
   "$venv/bin/pip" install -q --upgrade --no-deps "nvidia-cublas==$want.*" "nvidia-curand==10.*" \
     "nvidia-cuda-nvrtc==$want.*"
-  rm -rf "$venv/link"  # the stub and links follow the toolkit
-  cu=$(echo "$venv"/lib/python3*/site-packages/nvidia/cu13)
+  rm -rf "$venv/link"
 fi
 export PATH="$cu/bin:$PATH" CUDA_HOME="$cu" CUDA_PATH="$cu"
 export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
@@ -45,6 +49,13 @@ stamp="$CARGO_TARGET_DIR/cuda-toolkit"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$(nvcc --version | tail -1)" ]; then
   cargo clean --release -p cudarc -p candle-kernels 2>/dev/null || true
 fi
+nvcc --version | tail -1
+if [ "${1:-}" = --clippy ]; then
+  cargo clippy --release -p asmr-core -p asmr-cli --features asmr-cli/cuda --all-targets \
+    -- -D warnings
+  nvcc --version | tail -1 > "$stamp"
+  exit 0
+fi
 link="$venv/link"
 mkdir -p "$link"
 for l in "$cu"/lib/lib*.so.*; do
@@ -57,11 +68,6 @@ if [ ! -e "$link/libcuda.so" ]; then
   cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$link/libcuda.so" "$link/cuda_stub.c"
 fi
 export LIBRARY_PATH="$link:$cu/lib:${LIBRARY_PATH:-}"
-nvcc --version | tail -1
-if [ "${1:-}" = --clippy ]; then
-  exec cargo clippy --release -p asmr-core -p asmr-cli --features asmr-cli/cuda --all-targets \
-    -- -D warnings
-fi
 cargo build --release -p asmr-cli --features cuda
 nvcc --version | tail -1 > "$stamp"
 echo "built $CARGO_TARGET_DIR/release/asmr-cli with CUDA (toolkit: $cu)"
@@ -76,6 +82,10 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         print(m["executable"])' | while read -r exe; do cp "$exe" "$stage/tests/"; done
   strip "$stage/asmr-cli" "$stage"/tests/*
+  # The image of the GPU check's fit row, where this checkout has the shared data.
+  if [ -f ../shared/data/image-cameraman-512.png ]; then
+    mkdir -p "$stage/data" && cp ../shared/data/image-cameraman-512.png "$stage/data/"
+  fi
   # Every executable embeds the same PTX of candle's kernels: one xz stream with a dictionary
   # larger than an executable stores it about once (the carry limit of the GPU tool is 64 MiB).
   tar -C "$stage" -cf - . | xz -T1 -9e --lzma2=dict=192MiB > dist/asmr-cuda.tar.xz.tmp

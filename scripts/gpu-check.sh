@@ -71,6 +71,14 @@ unset ASMR_REQUIRE_CUDA
 
 run "fit built-in image, cuda" 120 "$cli" fit image --device cuda --iterations 500 \
   --out /tmp/asmr-fit && cp /tmp/asmr-fit/metrics.json "$out/fit-metrics.json"
+# The table's fit row: cameraman (packed into the bundle by build-cuda.sh --dist), 2,000 steps.
+if [ -f "$dist/data/image-cameraman-512.png" ]; then
+  for tf in false true; do
+    run "fit cameraman 2000 tf32=$tf" 120 "$cli" fit image "$dist/data/image-cameraman-512.png" \
+      --device cuda --preset low-mac-4 --iterations 2000 --set train.tf32=$tf \
+      --out /tmp/asmr-cam-$tf --overwrite && cp /tmp/asmr-cam-$tf/metrics.json "$out/cameraman-tf32-$tf.json"
+  done
+fi
 
 run "bench 512x512 cuda" 150 "$cli" bench --device cuda --shape 512,512 --preset low-mac-4 \
   --models asmr,siren --repeats 20
@@ -79,6 +87,14 @@ run "bench 512x512 cpu" 150 "$cli" bench --device cpu --shape 512,512 --preset l
 if [ "$mode" != quick ]; then
   run "bench 8192^2 2^18 batch cuda" 200 "$cli" bench --device cuda --shape 8192,8192 \
     --channels 3 --preset megapixel --batch 262144 --models asmr,siren --repeats 10
+  run "bench 512x512 baselines cuda" 200 "$cli" bench --device cuda --shape 512,512 \
+    --preset low-mac-4 --models ngp,grid,ffn,wire,kilonerf --repeats 10
+  run "bench 512x512 cuda tf32" 100 "$cli" bench --device cuda --shape 512,512 --preset low-mac-4 \
+    --models asmr,siren --repeats 20 --set train.tf32=true
+  if command -v ncu >/dev/null; then
+    run "ncu 512x512 asmr" 120 ncu --metrics gpu__time_duration.sum --print-summary per-kernel \
+      -c 300 "$cli" bench --device cuda --shape 512,512 --preset low-mac-4 --models asmr --repeats 1
+  fi
 fi
 nvidia-smi --query-gpu=memory.used,memory.total --format=csv || true
 stamp "done"

@@ -122,6 +122,10 @@ pub struct TrainConfig {
     /// (`lr_min` in proportion); 0: off. Configs saved before it existed read as off.
     #[serde(default)]
     pub lr_horizon: usize,
+    /// Matrix products on a GPU in TF32 (10-bit mantissa inputs, f32 accumulation) instead of
+    /// full f32; no effect on the CPU. Configs saved before it existed read as off.
+    #[serde(default)]
+    pub tf32: bool,
 }
 
 fn one() -> f64 {

@@ -125,14 +125,15 @@ pub fn micro_batch(train: &TrainConfig, device: &candle_core::Device) -> usize {
     }
 }
 
-/// MSE loss (for the gradient) and the MSE of the prediction clamped to `[0, 1]` (for the PSNR).
-fn losses(out: &Tensor, target: &Tensor) -> Result<(Tensor, f64)> {
+/// MSE loss (for the gradient), its value, and the MSE of the prediction clamped to `[0, 1]` (for
+/// the PSNR); both values come back in one copy (on a GPU, one wait for the device per step).
+fn losses(out: &Tensor, target: &Tensor) -> Result<(Tensor, f32, f64)> {
     let loss = (out - target)?.sqr()?.mean_all()?;
     let clamped = (out.detach().clamp(0f32, 1f32)? - target)?
         .sqr()?
-        .mean_all()?
-        .to_scalar::<f32>()? as f64;
-    Ok((loss, clamped))
+        .mean_all()?;
+    let values = Tensor::stack(&[&loss.detach(), &clamped], 0)?.to_vec1::<f32>()?;
+    Ok((loss, values[0], values[1] as f64))
 }
 
 /// Scale all gradients so that their global L2 norm is at most `max_norm` (PyTorch's
@@ -212,6 +213,11 @@ impl<'a> Trainer<'a> {
                 "the model was built for shape {expected:?} x {}, the signal is {:?} x {c}",
                 model.context.channels, signal.info.shape
             )));
+        }
+        // cuBLAS's precision for f32 products is process-wide in candle.
+        #[cfg(feature = "cuda")]
+        if model.device.is_cuda() {
+            candle_core::cuda_backend::set_gemm_reduced_precision_f32(config.tf32);
         }
         // Full-grid steps compare against the whole signal; minibatch steps bring their rows.
         let target = if config.minibatch() {
@@ -384,10 +390,10 @@ impl<'a> Trainer<'a> {
             Error::Invalid("full-grid step on a trainer set up for minibatches".into())
         })?;
         let out = self.model.model.forward_grid()?;
-        let (loss, mse) = losses(&out, target)?;
+        let (loss, value, mse) = losses(&out, target)?;
         let grads = loss.backward()?;
         let psnr = psnr_from_mse(mse, 1.0);
-        self.apply(grads, loss.to_scalar::<f32>()?, psnr, true)
+        self.apply(grads, value, psnr, true)
     }
 
     /// One optimisation step on a batch of grid indices (`[n, d]` row-major) with their target
@@ -409,9 +415,9 @@ impl<'a> Trainer<'a> {
                 .model
                 .forward_points(&idx[start * d..(start + len) * d])?;
             let t = target.narrow(0, start, len)?;
-            let (loss, mse) = losses(&out, &t)?;
+            let (loss, value, mse) = losses(&out, &t)?;
             let weight = len as f64 / n as f64;
-            loss_sum += loss.to_scalar::<f32>()? as f64 * weight;
+            loss_sum += value as f64 * weight;
             mse_sum += mse * weight;
             let grads = (loss * weight)?.backward()?;
             total = Some(match total {

@@ -31,11 +31,13 @@ const MODELS: &[(&str, &[&str])] = &[
     ("grid", &[]),
 ];
 
-/// Output and every parameter gradient of `sum(out * r)`, as host vectors.
+/// Output and every parameter gradient of `sum(out * r)`, as host vectors: over the whole grid, or
+/// over the samples `batch` (grid indices, `shape.len()` per sample) when given.
 fn run(
     model: &str,
     sets: &[&str],
     shape: &[usize],
+    batch: Option<&[u32]>,
     device: &Device,
     kernels: Kernels,
 ) -> Vec<(String, Vec<f32>)> {
@@ -49,8 +51,13 @@ fn run(
     let mut ctx = ModelContext::new(cfg.net, shape, 3);
     ctx.kernels = kernels;
     let built = BuiltModel::new(model, ctx, ParamStore::seeded(5), device).unwrap();
-    let out = built.model.forward_grid().unwrap();
-    let n: usize = shape.iter().product();
+    let (out, n) = match batch {
+        Some(idx) => (
+            built.model.forward_points(idx).unwrap(),
+            idx.len() / shape.len(),
+        ),
+        None => (built.model.forward_grid().unwrap(), shape.iter().product()),
+    };
     let r: Vec<f32> = (0..n * 3)
         .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
         .collect();
@@ -69,14 +76,32 @@ fn run(
 
 #[test]
 fn every_path_agrees() {
+    agree(None);
+}
+
+/// The same over a minibatch with repeated samples: the deduplicated forward, gathers and their
+/// scatter-add backward.
+#[test]
+fn every_path_agrees_on_batches() {
+    let mut rng = asmr_core::rng::Rng::new(11);
+    let idx: Vec<u32> = (0..150)
+        .flat_map(|_| [(rng.next_u64() % 12) as u32, (rng.next_u64() % 16) as u32])
+        .chain([3, 5, 3, 5, 0, 0])
+        .collect();
+    agree(Some(&idx));
+}
+
+fn agree(batch: Option<&[u32]>) {
     let shape = [12, 16];
     for (model, sets) in MODELS {
-        let fused = run(model, sets, &shape, &Device::Cpu, Kernels::Fused);
-        let plain = run(model, sets, &shape, &Device::Cpu, Kernels::Plain);
+        let fused = run(model, sets, &shape, batch, &Device::Cpu, Kernels::Fused);
+        let plain = run(model, sets, &shape, batch, &Device::Cpu, Kernels::Plain);
         let mut others = vec![("cpu-plain".to_string(), plain)];
         for dev in common::devices().into_iter().filter(|d| !d.is_cpu()) {
-            let got = run(model, sets, &shape, &dev, Kernels::Fused);
-            others.push((format!("{dev:?}"), got));
+            for k in [Kernels::Fused, Kernels::Plain] {
+                let got = run(model, sets, &shape, batch, &dev, k);
+                others.push((format!("{dev:?} {k:?}"), got));
+            }
         }
         for (path, got) in others {
             for ((name, a), (_, b)) in fused.iter().zip(&got) {

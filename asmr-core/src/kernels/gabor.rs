@@ -6,8 +6,15 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
+#[cfg(feature = "cuda")]
+use super::cuda::{
+    self,
+    device::{operand, run_into},
+};
 use super::sine::sin_cos;
 use super::{cpu_f32, par_rows, rows_and_bias, Kernels};
+#[cfg(feature = "cuda")]
+use candle_core::CudaStorage;
 
 #[derive(Debug, Clone, Copy)]
 struct Gabor {
@@ -37,6 +44,19 @@ impl Gabor {
             z[h + j] + bias[h + j]
         };
         (a, b)
+    }
+
+    /// The GPU kernels' view of an input of `rows x cols`.
+    #[cfg(feature = "cuda")]
+    fn dims(&self, rows: usize, cols: usize) -> cuda::GaborDims {
+        cuda::GaborDims {
+            rows,
+            h: self.width(cols),
+            cols,
+            real: self.real_input,
+            omega0: self.omega0,
+            sigma0: self.sigma0,
+        }
     }
 
     /// `(E, cos, sin)` at `(a, b)`.
@@ -80,6 +100,24 @@ impl CustomOp2 for Gabor {
         Ok((CpuStorage::F32(out), Shape::from((n, 2 * h))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let what = "gabor with bias";
+        let (n, cols) = super::rows_and_bias_dims(l1, l2, what)?;
+        let d = self.dims(n, cols);
+        let (z, b) = (operand(s1, l1, what)?, operand(s2, l2, what)?);
+        let out = run_into(&s1.device, n * 2 * d.h, false, |e, o| {
+            cuda::gabor_fwd(e, d, z, b, o)
+        })?;
+        Ok((out, Shape::from((n, 2 * d.h))))
+    }
+
     fn bwd(
         &self,
         z: &Tensor,
@@ -88,7 +126,7 @@ impl CustomOp2 for Gabor {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let gz = z.apply_op3_no_bwd(bias, &grad.contiguous()?, &GaborBwd(*self))?;
-        let gb = gz.sum(0)?;
+        let gb = super::reduce::column_sums(&gz)?;
         Ok((Some(gz), Some(gb)))
     }
 }
@@ -139,6 +177,34 @@ impl CustomOp3 for GaborBwd {
             }
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let what = "gabor with bias backward";
+        let (n, cols) = super::rows_and_bias_dims(l1, l2, what)?;
+        let d = self.0.dims(n, cols);
+        if l3.shape().elem_count() != n * 2 * d.h {
+            candle_core::bail!("{what}: gradient has the wrong size");
+        }
+        let (z, b, g) = (
+            operand(s1, l1, what)?,
+            operand(s2, l2, what)?,
+            operand(s3, l3, what)?,
+        );
+        // A real input has no imaginary columns to write, so every value is written either way.
+        let out = run_into(&s1.device, n * cols, false, |e, o| {
+            cuda::gabor_bwd(e, d, z, b, g, o)
+        })?;
+        Ok((out, l1.shape().clone()))
     }
 }
 

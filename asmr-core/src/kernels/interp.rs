@@ -1,8 +1,9 @@
 //! Weighted gathers from a feature table — the (multi)linear interpolation of the dense-grid and
 //! hash-grid encodings — with a parallel scatter-add backward. Candle's `index_add` (the backward
-//! of `index_select`) runs nearly serially on the CPU; here the table's rows are split between
-//! threads, each thread scanning every corner and adding only those that land in its rows, so no
-//! two threads write the same row and no per-thread copy of the table is needed.
+//! of `index_select`) runs nearly serially on the CPU and on CUDA. On the CPU the table's rows are
+//! split between threads, each thread scanning every corner and adding only those that land in its
+//! rows, so no two threads write the same row and no per-thread copy of the table is needed; on a
+//! GPU every corner is its own thread and adds with an atomic.
 
 use std::sync::Arc;
 
@@ -74,7 +75,11 @@ impl Gather {
 pub fn interpolate(table: &Tensor, plan: &Arc<Gather>, k: Kernels) -> Result<Tensor> {
     let f = plan.check(table)?;
     if k.fused_on(table) && table.dtype() == candle_core::DType::F32 {
-        table.contiguous()?.apply_op1(Interp { plan: plan.clone() })
+        table.contiguous()?.apply_op1(Interp {
+            plan: plan.clone(),
+            #[cfg(feature = "cuda")]
+            uploaded: Default::default(),
+        })
     } else {
         interpolate_plain(table, plan, f)
     }
@@ -96,6 +101,27 @@ pub fn interpolate_plain(table: &Tensor, plan: &Gather, f: usize) -> Result<Tens
 
 struct Interp {
     plan: Arc<Gather>,
+    /// The plan on the GPU (rows, then the weights' bits), shared with the backward.
+    #[cfg(feature = "cuda")]
+    uploaded: Arc<super::cuda::device::Uploaded>,
+}
+
+#[cfg(feature = "cuda")]
+impl Interp {
+    fn plan_on(&self, dev: &candle_core::CudaDevice) -> Result<super::cuda::InterpPlan> {
+        let p = &*self.plan;
+        let base = self.uploaded.get(dev, || {
+            let mut data = p.rows.clone();
+            data.extend(p.weights.iter().map(|w| w.to_bits()));
+            data
+        })?;
+        Ok(super::cuda::InterpPlan {
+            outputs: p.n * p.groups,
+            corners: p.corners,
+            rows: base,
+            weights: base + 4 * p.rows.len() as u64,
+        })
+    }
 }
 
 impl CustomOp1 for Interp {
@@ -129,18 +155,35 @@ impl CustomOp1 for Interp {
         Ok((CpuStorage::F32(out), Shape::from((p.n, width))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda::device::{operand, run_into};
+        let f = l.dims()[1];
+        let table = operand(s, l, "interpolate")?;
+        let plan = self.plan_on(&s.device)?;
+        let (n, width) = (self.plan.n, self.plan.groups * f);
+        let out = run_into(&s.device, n * width, false, |e, o| {
+            super::cuda::interp_fwd(e, plan, f, table, o)
+        })?;
+        Ok((out, Shape::from((n, width))))
+    }
+
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let g = grad.contiguous()?;
-        Ok(Some(g.apply_op1_no_bwd(&Scatter {
+        Ok(Some(g.apply_op1_no_bwd(&Scatter(Interp {
             plan: self.plan.clone(),
-        })?))
+            #[cfg(feature = "cuda")]
+            uploaded: self.uploaded.clone(),
+        }))?))
     }
 }
 
 /// The backward: `grad_table[row[i,g,k], :] += w[i,g,k] * grad_out[i, g*F..]`.
-struct Scatter {
-    plan: Arc<Gather>,
-}
+struct Scatter(Interp);
 
 impl CustomOp1 for Scatter {
     fn name(&self) -> &'static str {
@@ -149,7 +192,7 @@ impl CustomOp1 for Scatter {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let grad = cpu_f32(s, l, "interpolate backward")?;
-        let p = &*self.plan;
+        let p = &*self.0.plan;
         let f = l.dims()[1] / p.groups.max(1);
         let mut out = vec![0f32; p.table_rows * f];
         let work = p.n * p.groups * p.corners * f;
@@ -169,6 +212,26 @@ impl CustomOp1 for Scatter {
             }
         });
         Ok((CpuStorage::F32(out), Shape::from((p.table_rows, f))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda::device::{operand, run_into};
+        let p = &*self.0.plan;
+        let f = l.dims()[1] / p.groups.max(1);
+        if l.dims()[0] != p.n {
+            candle_core::bail!("interpolate backward: gradient has the wrong size");
+        }
+        let g = operand(s, l, "interpolate backward")?;
+        let plan = self.0.plan_on(&s.device)?;
+        let out = run_into(&s.device, p.table_rows * f, true, |e, o| {
+            super::cuda::interp_bwd(e, plan, f, g, o)
+        })?;
+        Ok((out, Shape::from((p.table_rows, f))))
     }
 }
 

@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+use super::cuda::{segments_by, Links, Segments};
 use super::sine::{cos, multiversion, sin};
 use super::{add_into, cpu_f32, par_rows, split_range, threads_for};
 use crate::grid::MultiResGrid;
@@ -25,6 +27,12 @@ pub struct LevelMap {
     /// How the fine points may be split between threads so that each thread owns a disjoint range
     /// of coarse cells (and so writes a disjoint part of the `z` gradient).
     split: Split,
+    /// The links on a GPU, copied on first use there.
+    #[cfg(feature = "cuda")]
+    gpu: (
+        super::cuda::device::Uploaded,
+        std::sync::OnceLock<LinkLayout>,
+    ),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +72,8 @@ impl LevelMap {
             coarse_points: grid.resolution(i),
             mod_points: grid.level_points(i + 1),
             split: Split::Rows(cur[0]),
+            #[cfg(feature = "cuda")]
+            gpu: Default::default(),
         }
     }
 
@@ -88,6 +98,8 @@ impl LevelMap {
             coarse_points,
             mod_points,
             split: Split::SortedParents,
+            #[cfg(feature = "cuda")]
+            gpu: Default::default(),
         })
     }
 
@@ -182,6 +194,87 @@ impl LevelMap {
     pub fn digit(&self) -> &[u32] {
         &self.digit
     }
+
+    /// The links as the GPU kernels take them, in one buffer: parent, digit, and the segment sums
+    /// over each coarse cell's children and over each modulation row's points.
+    #[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+    pub fn packed(&self) -> PackedLinks {
+        let (pp, pi) = segments_by(&self.parent, self.coarse_points);
+        let (dp, di) = segments_by(&self.digit, self.mod_points);
+        let parts = [&self.parent[..], &self.digit, &pp, &pi, &dp, &di];
+        let mut data = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        let mut at = [0usize; 6];
+        for (a, part) in at.iter_mut().zip(parts) {
+            *a = data.len();
+            data.extend_from_slice(part);
+        }
+        PackedLinks {
+            data,
+            layout: LinkLayout {
+                at,
+                items: [pi.len() / 3, di.len() / 3],
+                points: self.parent.len(),
+            },
+        }
+    }
+
+    /// The links on `dev` (uploaded in one copy the first time).
+    #[cfg(feature = "cuda")]
+    pub fn device_links(&self, dev: &candle_core::CudaDevice) -> Result<Links> {
+        let (uploaded, layout) = &self.gpu;
+        let base = uploaded.get(dev, || {
+            let p = self.packed();
+            let _ = layout.set(p.layout);
+            p.data
+        })?;
+        Ok(layout.get().expect("set with the upload").links(base))
+    }
+}
+
+/// [`LevelMap::packed`]: the data and where each part starts.
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+pub struct PackedLinks {
+    pub data: Vec<u32>,
+    pub layout: LinkLayout,
+}
+
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+impl PackedLinks {
+    /// The kernels' view of the links when `data` sits at device address `base`.
+    pub fn links(&self, base: u64) -> Links {
+        self.layout.links(base)
+    }
+}
+
+/// Offsets (in u32s) of the parts of a packed link buffer, and the segment sums' item counts.
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+#[derive(Debug, Clone, Copy)]
+pub struct LinkLayout {
+    at: [usize; 6],
+    items: [usize; 2],
+    points: usize,
+}
+
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+impl LinkLayout {
+    fn links(&self, base: u64) -> Links {
+        let a = |i: usize| base + (4 * self.at[i]) as u64;
+        Links {
+            points: self.points,
+            parent: a(0),
+            digit: a(1),
+            by_parent: Segments {
+                perm: a(2),
+                items: a(3),
+                count: self.items[0],
+            },
+            by_digit: Segments {
+                perm: a(4),
+                items: a(5),
+                count: self.items[1],
+            },
+        }
+    }
 }
 
 /// `sin(w0 * (z[parent] + m[digit]))` over the fine grid.
@@ -273,6 +366,29 @@ impl CustomOp2 for LevelOp {
         Ok((CpuStorage::F32(out), Shape::from((n, h))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda::device::{operand, storage, uninit, Gpu};
+        let h = self.check(l1, l2)?;
+        let dev = &s1.device;
+        let a = super::cuda::LevelArgs {
+            h,
+            w0: self.w0,
+            z: operand(s1, l1, "asmr level op")?,
+            m: operand(s2, l2, "asmr level op")?,
+        };
+        let n = self.map.fine_points();
+        let (out, p) = uninit(dev, n * h)?;
+        super::cuda::level_fwd(&Gpu(dev), &self.map.device_links(dev)?, a, p)?;
+        Ok((storage(out, dev), Shape::from((n, h))))
+    }
+
     fn bwd(
         &self,
         z: &Tensor,
@@ -361,5 +477,40 @@ impl CustomOp3 for LevelBwd {
             add_into(gm_total, &part);
         }
         Ok((CpuStorage::F32(out), Shape::from(nz + nm)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda::device::{operand, storage, zeros, Gpu};
+        let op = LevelOp {
+            map: self.map.clone(),
+            w0: self.w0,
+        };
+        let h = op.check(l1, l2)?;
+        let map = &self.map;
+        if l3.shape().elem_count() != map.fine_points() * h {
+            candle_core::bail!("asmr level backward: gradient has the wrong size");
+        }
+        let dev = &s1.device;
+        let a = super::cuda::LevelArgs {
+            h,
+            w0: self.w0,
+            z: operand(s1, l1, "asmr level op")?,
+            m: operand(s2, l2, "asmr level op")?,
+        };
+        let g = operand(s3, l3, "asmr level op")?;
+        let (nz, nm) = (map.coarse_points * h, map.mod_points * h);
+        let (out, p) = zeros(dev, nz + nm)?;
+        let grads = (p, p + 4 * nz as u64);
+        super::cuda::level_bwd(&Gpu(dev), &map.device_links(dev)?, a, None, g, grads)?;
+        Ok((storage(out, dev), Shape::from(nz + nm)))
     }
 }

@@ -1,13 +1,18 @@
-//! Fused CPU kernels, as candle custom ops with forward and backward. Candle's CPU elementwise ops
-//! are scalar and single-threaded; the cheap-per-sample part of ASMR (upsample, modulation add,
-//! sine, at full resolution) would otherwise dominate a step. Each op picks its path itself from
-//! the device and the model's [`Kernels`]: the fused kernel where one exists, otherwise the plain
-//! candle graph, which computes the same thing.
+//! Fused kernels, as candle custom ops with forward and backward: `cpu_fwd` here, `cuda_fwd` through
+//! [`cuda`] in a CUDA build. Candle's CPU elementwise ops are scalar and single-threaded, and on a
+//! GPU its broadcasts, reductions and serial `index_add` dominate; the cheap-per-sample part of
+//! ASMR (upsample, modulation add, sine, at full resolution) would otherwise dominate a step. Each
+//! op picks its path itself from the device and the model's [`Kernels`]: the fused kernel where the
+//! device has one, otherwise the plain candle graph, which computes the same thing.
 
+#[cfg(any(feature = "cuda", feature = "cuda-emu"))]
+pub mod cuda;
 pub mod gabor;
+pub mod gather;
 pub mod interp;
 pub mod level;
 pub mod output;
+pub mod reduce;
 pub mod relu;
 pub mod sine;
 
@@ -16,7 +21,8 @@ use std::sync::OnceLock;
 /// Which implementation of the hot ops a model runs: part of its [`crate::models::ModelContext`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Kernels {
-    /// The fused kernels where the device has them (the CPU), candle's own ops elsewhere.
+    /// The fused kernels where the device has them (the CPU, and CUDA GPUs in a CUDA build),
+    /// candle's own ops elsewhere.
     #[default]
     Fused,
     /// Candle's own ops everywhere: the reference the fused kernels are tested and timed against.
@@ -24,9 +30,14 @@ pub enum Kernels {
 }
 
 impl Kernels {
-    /// Whether a fused CPU kernel serves an op over `t`.
+    /// Whether a fused kernel serves an op over `t`.
     pub fn fused_on(self, t: &candle_core::Tensor) -> bool {
-        self == Kernels::Fused && t.device().is_cpu()
+        self.fused_on_device(t.device())
+    }
+
+    /// Whether fused kernels serve ops on `device`.
+    pub fn fused_on_device(self, device: &candle_core::Device) -> bool {
+        self == Kernels::Fused && (device.is_cpu() || (cfg!(feature = "cuda") && device.is_cuda()))
     }
 }
 
@@ -103,11 +114,35 @@ pub(crate) fn rows_and_bias<'a>(
     b: (&'a candle_core::CpuStorage, &candle_core::Layout),
     what: &str,
 ) -> candle_core::Result<(usize, usize, &'a [f32], &'a [f32])> {
-    let (n, h) = x.1.shape().dims2()?;
-    if b.1.shape().dims() != [h] {
-        candle_core::bail!("{what}: rows of {h}, bias of shape {:?}", b.1.shape());
-    }
+    let (n, h) = rows_and_bias_dims(x.1, b.1, what)?;
     Ok((n, h, cpu_f32(x.0, x.1, what)?, cpu_f32(b.0, b.1, what)?))
+}
+
+/// `(n, h)` of rows `x: [n, h]` and a bias `b: [h]`, checked against each other.
+pub(crate) fn rows_and_bias_dims(
+    x: &candle_core::Layout,
+    b: &candle_core::Layout,
+    what: &str,
+) -> candle_core::Result<(usize, usize)> {
+    let (n, h) = x.shape().dims2()?;
+    if b.shape().dims() != [h] {
+        candle_core::bail!("{what}: rows of {h}, bias of shape {:?}", b.shape());
+    }
+    Ok((n, h))
+}
+
+/// The element count of an operand and of its gradient, checked to be the same.
+#[cfg(feature = "cuda")]
+pub(crate) fn same_len(
+    a: &candle_core::Layout,
+    b: &candle_core::Layout,
+    what: &str,
+) -> candle_core::Result<usize> {
+    let n = a.shape().elem_count();
+    if b.shape().elem_count() != n {
+        candle_core::bail!("{what}: gradient has the wrong size");
+    }
+    Ok(n)
 }
 
 /// Fill `out` (`n` rows of `width` values) in parallel: `f(rows, part)` writes rows `rows` into

@@ -20,6 +20,12 @@ pub fn level_output(
     map: &Arc<LevelMap>,
     w0: f64,
 ) -> Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if z.device().is_cuda() && w.dim(0)? > super::cuda::MAX_OUTPUTS {
+        // More outputs than the GPU kernel keeps in registers: the level, then the layer.
+        let a = super::level::level_forward(z, m, map, w0)?;
+        return a.matmul(&w.t()?)?.broadcast_add(b);
+    }
     // Weight and bias travel as one `[c, h + 1]` operand (custom ops take at most three inputs);
     // candle routes its gradient back through the concatenation.
     let wb = Tensor::cat(&[w, &b.unsqueeze(1)?], 1)?;
@@ -156,6 +162,33 @@ impl CustomOp3 for LevelOutput {
         Ok((CpuStorage::F32(out), Shape::from((n, c))))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda::device::{operand, storage, uninit, Gpu};
+        let (h, c) = self.dims(l1, l2, l3)?;
+        let dev = &s1.device;
+        let a = super::cuda::LevelArgs {
+            h,
+            w0: self.w0,
+            z: operand(s1, l1, "asmr output op")?,
+            m: operand(s2, l2, "asmr output op")?,
+        };
+        let wb = operand(s3, l3, "asmr output op")?;
+        let n = self.map.fine_points();
+        let (out, p) = uninit(dev, n * c)?;
+        let links = self.map.device_links(dev)?;
+        super::cuda::level_output_fwd(&Gpu(dev), &links, a, c, wb, p)?;
+        Ok((storage(out, dev), Shape::from((n, c))))
+    }
+
     fn bwd(
         &self,
         z: &Tensor,
@@ -259,5 +292,48 @@ impl CustomOp3 for LevelOutputGrads {
             add_into(gw_total, &gw);
         }
         Ok((CpuStorage::F32(out), Shape::from(nz + nm + nw)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda::device::{operand, storage, zeros, Gpu};
+        let op = LevelOutput {
+            map: self.map.clone(),
+            w0: self.w0,
+        };
+        let (h, c) = op.dims(l1, l2, l3)?;
+        let map = &self.map;
+        let dev = &s1.device;
+        let a = super::cuda::LevelArgs {
+            h,
+            w0: self.w0,
+            z: operand(s1, l1, "asmr output op")?,
+            m: operand(s2, l2, "asmr output op")?,
+        };
+        let wb = operand(s3, l3, "asmr output op")?;
+        let (gs, gl) = self.grad.storage_and_layout();
+        let g = match &*gs {
+            candle_core::Storage::Cuda(s) => operand(s, gl, "asmr output op")?,
+            _ => candle_core::bail!("asmr output op: the gradient is not on the GPU"),
+        };
+        if gl.shape().elem_count() != map.fine_points() * c {
+            candle_core::bail!("asmr output op: gradient has the wrong size");
+        }
+        let (nz, nm, nw) = (map.coarse_points() * h, map.mod_points() * h, c * (h + 1));
+        let (out, p) = zeros(dev, nz + nm + nw)?;
+        let grads = (p, p + 4 * nz as u64, p + 4 * (nz + nm) as u64);
+        let links = map.device_links(dev)?;
+        super::cuda::level_output_bwd(&Gpu(dev), &links, a, c, wb, g, grads)?;
+        // The gradient's storage stays borrowed until the kernels are queued.
+        drop(gs);
+        Ok((storage(out, dev), Shape::from(nz + nm + nw)))
     }
 }

@@ -3,7 +3,14 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
+#[cfg(feature = "cuda")]
+use super::cuda::{
+    self,
+    device::{operand, run_into},
+};
 use super::{cpu_f32, par_rows, rows_and_bias};
+#[cfg(feature = "cuda")]
+use candle_core::CudaStorage;
 
 /// `max(x + b, 0)` for rows `x: [n, h]` and a bias `b: [h]`: the fused kernel on the CPU for f32,
 /// candle's own ops elsewhere.
@@ -43,6 +50,23 @@ impl CustomOp2 for ReluBias {
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let what = "relu with bias";
+        let (n, h) = super::rows_and_bias_dims(l1, l2, what)?;
+        let (x, b) = (operand(s1, l1, what)?, operand(s2, l2, what)?);
+        let out = run_into(&s1.device, n * h, false, |e, o| {
+            cuda::relu_bias_fwd(e, n, h, x, b, o)
+        })?;
+        Ok((out, l1.shape().clone()))
+    }
+
     fn bwd(
         &self,
         _x: &Tensor,
@@ -51,7 +75,7 @@ impl CustomOp2 for ReluBias {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let gx = res.apply_op2_no_bwd(&grad.contiguous()?, &ReluMask)?;
-        let gb = gx.sum(0)?;
+        let gb = super::reduce::column_sums(&gx)?;
         Ok((Some(gx), Some(gb)))
     }
 }
@@ -85,5 +109,20 @@ impl CustomOp2 for ReluMask {
             }
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let what = "relu backward";
+        let n = super::same_len(l1, l2, what)?;
+        let (y, g) = (operand(s1, l1, what)?, operand(s2, l2, what)?);
+        let out = run_into(&s1.device, n, false, |e, o| cuda::relu_mask(e, n, y, g, o))?;
+        Ok((out, l1.shape().clone()))
     }
 }

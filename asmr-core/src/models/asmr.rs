@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::{crop_to, Model, ModelContext, ModelEntry};
 use crate::error::Result;
 use crate::grid::MultiResGrid;
+use crate::kernels::gather::gather_rows;
 use crate::kernels::level::{level_forward, LevelMap};
 use crate::kernels::output::level_output;
 use crate::layers::{sine, siren_dense, Dense, Kernels, SirenInit};
@@ -28,7 +29,7 @@ pub struct Asmr {
     level_grids: Vec<Tensor>,
     /// How to go from resolution `i` to `i + 1`, for `i = 0..L-2`.
     plans: Vec<UpsamplePlan>,
-    /// The same transitions for the fused CPU kernels (empty off the CPU).
+    /// The same transitions for the fused kernels (empty where they do not run).
     level_maps: Vec<Arc<LevelMap>>,
     kernels: Kernels,
 }
@@ -69,7 +70,7 @@ impl Asmr {
         let plans = (0..layers - 1)
             .map(|i| UpsamplePlan::new(&grid, i, vb.device()))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let level_maps = if vb.device().is_cpu() && ctx.kernels == Kernels::Fused {
+        let level_maps = if ctx.kernels.fused_on_device(vb.device()) {
             (0..layers - 1)
                 .map(|i| Arc::new(LevelMap::new(&grid, i)))
                 .collect()
@@ -91,8 +92,8 @@ impl Asmr {
     }
 
     /// Activation-sharing forward over the whole (padded) grid, raster order: fused level kernels
-    /// on the CPU (the last level fused with the output layer, so no full-resolution activation is
-    /// ever stored), candle's own ops elsewhere.
+    /// (the last level fused with the output layer, so no full-resolution activation is ever
+    /// stored) where the device has them, candle's own ops elsewhere.
     pub fn forward_full_grid(&self) -> candle_core::Result<Tensor> {
         let Some((last, inner)) = self.level_maps.split_last() else {
             return self.forward_full_grid_plain();
@@ -133,16 +134,17 @@ impl Asmr {
 
     /// Deduplicated forward of a batch of grid indices: every distinct level cell the batch touches
     /// is computed once and shared by the samples under it (exact: same values and gradients as
-    /// the per-sample forward). Fused kernels on the CPU, candle gathers elsewhere.
+    /// the per-sample forward). Fused kernels where the device has them, candle gathers elsewhere.
     pub fn forward_dedup(&self, idx: &[u32], fused: bool) -> candle_core::Result<Tensor> {
         let dev = self.level_grids[0].device();
-        let fused = fused && dev.is_cpu() && self.kernels == Kernels::Fused;
+        let fused = fused && self.kernels.fused_on_device(dev);
         let cells = self.grid.batch_cells(idx);
-        let select = Tensor::from_vec(cells.sample_cell.clone(), cells.sample_cell.len(), dev)?;
+        let gather = if fused { self.kernels } else { Kernels::Plain };
+        let select = Arc::new(cells.sample_cell);
         let mut z = self.backbone[0].forward(&self.level_grids[0])?;
         let last = cells.links.len();
         if last == 0 {
-            return z.index_select(&select, 0);
+            return gather_rows(&z, &select, gather);
         }
         let mut coarse = self.grid.level_points(0);
         for (i, (parent, digit)) in cells.links.into_iter().enumerate() {
@@ -172,7 +174,7 @@ impl Asmr {
             }
             coarse = cells_here;
         }
-        z.index_select(&select, 0)
+        gather_rows(&z, &select, gather)
     }
 
     /// Per-sample forward: decompose every index and run the layers sample by sample.

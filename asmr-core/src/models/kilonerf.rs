@@ -99,7 +99,8 @@ fn sizes(ctx: &ModelContext) -> Result<Vec<usize>> {
 /// each sample's output lands in the flattened `[tiles * per_tile]` result.
 struct TilePlan {
     input: Tensor,
-    back: Tensor,
+    /// Row of every sample in the tiles' stacked outputs.
+    back: Arc<Vec<u32>>,
 }
 
 pub struct KiloNerf {
@@ -111,6 +112,7 @@ pub struct KiloNerf {
     channels: usize,
     device: Device,
     full: OnceLock<Arc<TilePlan>>,
+    kernels: crate::kernels::Kernels,
 }
 
 impl KiloNerf {
@@ -143,6 +145,7 @@ impl KiloNerf {
             channels: ctx.channels,
             device: vb.device().clone(),
             full: OnceLock::new(),
+            kernels: ctx.kernels,
         })
     }
 
@@ -188,7 +191,7 @@ impl KiloNerf {
         }
         Ok(TilePlan {
             input: Tensor::from_vec(input, (count, per_tile, width), &self.device)?,
-            back: Tensor::from_vec(back, n, &self.device)?,
+            back: Arc::new(back),
         })
     }
 
@@ -202,8 +205,8 @@ impl KiloNerf {
             }
         }
         let (t, m, _) = z.dims3()?;
-        z.reshape((t * m, self.channels))?
-            .index_select(&plan.back, 0)
+        let rows = z.reshape((t * m, self.channels))?;
+        crate::kernels::gather::gather_rows(&rows, &plan.back, self.kernels)
     }
 }
 
