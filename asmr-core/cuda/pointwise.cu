@@ -94,3 +94,20 @@ KERNEL(column_sums, (u32 rows, u32 cols, u32 chunk, const float *__restrict__ x,
     atomicAdd(&out[j], acc);
   }
 }
+
+// Adam (src/optim.rs), in place, in two passes per parameter. The moments: mom = beta mom + (1 - beta)
+// d, with d = g + wd p (PyTorch's weight decay) for the first moment and d squared for the second.
+KERNEL(adam_moment, (u64 n, float beta, u32 square, float wd, const float *__restrict__ g,
+                     const float *__restrict__ p, float *__restrict__ mom)) {
+  FOR_EACH(i, n) {
+    float d = wd != 0.0f ? g[i] + wd * p[i] : g[i];
+    if (square) d = d * d;
+    mom[i] = mom[i] * beta + d * (1.0f - beta);
+  }
+}
+
+// The update: p -= step m / (sqrt(v) / sqrt_bc2 + eps), step = lr / (1 - beta1^t).
+KERNEL(adam_update, (u64 n, float step, float sqrt_bc2, float eps, const float *__restrict__ m,
+                     const float *__restrict__ v, float *__restrict__ p)) {
+  FOR_EACH(i, n) p[i] = p[i] - m[i] / (sqrtf(v[i]) / sqrt_bc2 + eps) * step;
+}

@@ -37,11 +37,13 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(vars: Vec<(String, Var)>, config: AdamConfig) -> Result<Self> {
-        let m = vars
-            .iter()
-            .map(|(_, v)| v.zeros_like())
-            .collect::<Result<Vec<_>>>()?;
-        let v = m.clone();
+        // Two allocations: the GPU step updates the moments in place.
+        let zeros = || {
+            vars.iter()
+                .map(|(_, v)| v.zeros_like())
+                .collect::<Result<Vec<_>>>()
+        };
+        let (m, v) = (zeros()?, zeros()?);
         let factors = vec![1.0; vars.len()];
         Ok(Self {
             config,
@@ -84,6 +86,19 @@ impl Adam {
             // only the intermediate nodes' gradients); the moments would then hold every step's
             // graph alive, a leak of one step's activations per step.
             let g = g.detach();
+            #[cfg(feature = "cuda")]
+            if var.device().is_cuda() && var.dtype() == candle_core::DType::F32 {
+                let c = crate::kernels::adam::AdamStep {
+                    beta1: beta1 as f32,
+                    beta2: beta2 as f32,
+                    eps: eps as f32,
+                    weight_decay: weight_decay as f32,
+                    step: (lr * self.factors[i] / bc1) as f32,
+                    sqrt_bc2: bc2.sqrt() as f32,
+                };
+                crate::kernels::adam::step(var.as_tensor(), &self.m[i], &self.v[i], &g, c)?;
+                continue;
+            }
             let g = if weight_decay > 0.0 {
                 (g + (var.as_tensor().detach() * weight_decay)?)?
             } else {

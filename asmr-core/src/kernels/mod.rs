@@ -5,6 +5,8 @@
 //! op picks its path itself from the device and the model's [`Kernels`]: the fused kernel where the
 //! device has one, otherwise the plain candle graph, which computes the same thing.
 
+#[cfg(feature = "cuda")]
+pub mod adam;
 #[cfg(any(feature = "cuda", feature = "cuda-emu"))]
 pub mod cuda;
 pub mod gabor;

@@ -142,6 +142,42 @@ mod tests {
         assert_close(&sums, &g[1], 1e-4, "bias gradient");
     }
 
+    /// Three Adam steps with weight decay and a learning-rate factor, against `optim::Adam`.
+    #[test]
+    fn adam_steps() {
+        use crate::optim::{Adam, AdamConfig};
+        let n = 1000;
+        let c = AdamConfig {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.01,
+        };
+        let var = Var::from_tensor(&rand(&[n], -1.0, 1.0)).unwrap();
+        let mut p = host(var.as_tensor());
+        let (mut m, mut v) = (vec![0f32; n], vec![0f32; n]);
+        let mut adam = Adam::new(vec![("w".into(), var.clone())], c).unwrap();
+        adam.set_factors(vec![2.0]);
+        let lr = 1e-3;
+        for t in 1..=3 {
+            let r = rand(&[n], -1.0, 1.0);
+            let loss = (var.as_tensor().sqr().unwrap() * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap();
+            let grads = loss.backward().unwrap();
+            let g = host(grads.get(&var).unwrap());
+            adam.step(&grads, lr).unwrap();
+            let (bc1, bc2) = (1.0 - 0.9f64.powi(t), 1.0 - 0.95f64.powi(t));
+            k::adam_moment(&Emu, n, 0.9, false, 0.01, addr(&g), addr(&p), dst(&mut m)).unwrap();
+            k::adam_moment(&Emu, n, 0.95, true, 0.01, addr(&g), addr(&p), dst(&mut v)).unwrap();
+            let step = (lr * 2.0 / bc1) as f32;
+            let (sq, pp) = (bc2.sqrt() as f32, dst(&mut p));
+            k::adam_update(&Emu, n, step, sq, 1e-8, addr(&m), addr(&v), pp).unwrap();
+            assert_close(&p, var.as_tensor(), 1e-6, "adam");
+        }
+    }
+
     #[test]
     fn column_sums_of_tall_and_wide_matrices() {
         for (rows, cols) in [(1, 1), (5000, 3), (70, 513), (3, 2000)] {

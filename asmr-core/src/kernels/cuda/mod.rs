@@ -423,6 +423,55 @@ pub fn level_output_bwd(
     e.launch(Source::Level, "output_weight_grad", blocks(threads), &args)
 }
 
+/// Adam's moment update in place: `mom = beta mom + (1 - beta) d`, `d = g + wd p`, squared for the
+/// second moment.
+#[allow(clippy::too_many_arguments)]
+pub fn adam_moment(
+    e: &impl Exec,
+    n: usize,
+    beta: f32,
+    square: bool,
+    wd: f32,
+    g: Ptr,
+    p: Ptr,
+    mom: Ptr,
+) -> Result<()> {
+    let args = [
+        Arg::U64(n as u64),
+        Arg::F32(beta),
+        Arg::U32(square as u32),
+        Arg::F32(wd),
+        Arg::Ptr(g),
+        Arg::Ptr(p),
+        Arg::Ptr(mom),
+    ];
+    e.launch(Source::Pointwise, "adam_moment", blocks(n), &args)
+}
+
+/// Adam's parameter update in place: `p -= step m / (sqrt(v) / sqrt_bc2 + eps)`.
+#[allow(clippy::too_many_arguments)]
+pub fn adam_update(
+    e: &impl Exec,
+    n: usize,
+    step: f32,
+    sqrt_bc2: f32,
+    eps: f32,
+    m: Ptr,
+    v: Ptr,
+    p: Ptr,
+) -> Result<()> {
+    let args = [
+        Arg::U64(n as u64),
+        Arg::F32(step),
+        Arg::F32(sqrt_bc2),
+        Arg::F32(eps),
+        Arg::Ptr(m),
+        Arg::Ptr(v),
+        Arg::Ptr(p),
+    ];
+    e.launch(Source::Pointwise, "adam_update", blocks(n), &args)
+}
+
 /// Sort the fine points by `key` (counting sort into `segments` buckets) and cut every bucket into
 /// runs of at most [`SEGMENT_CHUNK`]: the permutation and the `(segment, start, end)` items of a
 /// segment sum. Empty buckets get no item (their sums stay zero).
