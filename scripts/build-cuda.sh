@@ -48,13 +48,12 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target/cuda}
 stamp="$CARGO_TARGET_DIR/cuda-toolkit"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$(nvcc --version | tail -1)" ]; then
   cargo clean --release -p cudarc -p candle-kernels 2>/dev/null || true
+  mkdir -p "$CARGO_TARGET_DIR" && nvcc --version | tail -1 > "$stamp"
 fi
 nvcc --version | tail -1
 if [ "${1:-}" = --clippy ]; then
-  cargo clippy --release -p asmr-core -p asmr-cli --features asmr-cli/cuda --all-targets \
+  exec cargo clippy --release -p asmr-core -p asmr-cli --features asmr-cli/cuda --all-targets \
     -- -D warnings
-  nvcc --version | tail -1 > "$stamp"
-  exit 0
 fi
 link="$venv/link"
 mkdir -p "$link"
@@ -69,7 +68,6 @@ if [ ! -e "$link/libcuda.so" ]; then
 fi
 export LIBRARY_PATH="$link:$cu/lib:${LIBRARY_PATH:-}"
 cargo build --release -p asmr-cli --features cuda
-nvcc --version | tail -1 > "$stamp"
 echo "built $CARGO_TARGET_DIR/release/asmr-cli with CUDA (toolkit: $cu)"
 if [ "${1:-}" = --dist ]; then
   stage="$CARGO_TARGET_DIR/dist-stage"

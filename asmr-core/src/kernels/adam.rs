@@ -3,7 +3,7 @@
 //! is the difference between about 40 and 170 launches per step. The CPU keeps `optim::Adam`'s
 //! tensor ops (whose results the checkpoints and the parity figures were measured with).
 
-use candle_core::{CudaStorage, InplaceOpN, Layout, Result, Tensor};
+use candle_core::{CpuStorage, CudaStorage, InplaceOp3, Layout, Result, Tensor};
 
 use super::cuda::{self, device};
 
@@ -39,33 +39,65 @@ struct Moment {
 }
 
 /// The element count shared by a destination and its two sources.
-fn common_len(dst: &Layout, srcs: &[(&CudaStorage, &Layout); 2]) -> Result<usize> {
+fn common_len(dst: &Layout, a: &Layout, b: &Layout) -> Result<usize> {
     let n = dst.shape().elem_count();
-    if srcs.iter().any(|(_, l)| l.shape().elem_count() != n) {
+    if a.shape().elem_count() != n || b.shape().elem_count() != n {
         candle_core::bail!("adam: parameter, gradient and moments differ in size");
     }
     Ok(n)
 }
 
-impl InplaceOpN<2> for Moment {
+/// The contiguous f32 data of an in-place op's CPU destination.
+fn cpu_dst<'a>(s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
+        _ => candle_core::bail!("adam: contiguous f32 tensors only"),
+    }
+}
+
+impl InplaceOp3 for Moment {
     fn name(&self) -> &'static str {
         "asmr-adam-moment"
     }
 
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        common_len(l1, l2, l3)?;
+        let (g, p) = (
+            super::cpu_f32(s2, l2, "adam")?,
+            super::cpu_f32(s3, l3, "adam")?,
+        );
+        for ((mom, &g), &p) in cpu_dst(s1, l1)?.iter_mut().zip(g).zip(p) {
+            let d = if self.wd != 0.0 { g + self.wd * p } else { g };
+            let d = if self.square { d * d } else { d };
+            *mom = *mom * self.beta + d * (1.0 - self.beta);
+        }
+        Ok(())
+    }
+
     fn cuda_fwd(
         &self,
-        dst: &mut CudaStorage,
-        dst_l: &Layout,
-        srcs: [(&CudaStorage, &Layout); 2],
+        s1: &mut CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
     ) -> Result<()> {
-        let n = common_len(dst_l, &srcs)?;
-        let [(sg, lg), (sp, lp)] = srcs;
+        let n = common_len(l1, l2, l3)?;
         let (g, p) = (
-            device::operand(sg, lg, "adam")?,
-            device::operand(sp, lp, "adam")?,
+            device::operand(s2, l2, "adam")?,
+            device::operand(s3, l3, "adam")?,
         );
-        let mom = device::operand(dst, dst_l, "adam")?;
-        let e = device::Gpu(&dst.device);
+        let mom = device::operand(s1, l1, "adam")?;
+        let e = device::Gpu(&s1.device);
         cuda::adam_moment(&e, n, self.beta, self.square, self.wd, g, p, mom)
     }
 }
@@ -73,26 +105,49 @@ impl InplaceOpN<2> for Moment {
 /// `dst -= step m / (sqrt(v) / sqrt_bc2 + eps)`; sources `[m, v]`.
 struct Update(AdamStep);
 
-impl InplaceOpN<2> for Update {
+impl InplaceOp3 for Update {
     fn name(&self) -> &'static str {
         "asmr-adam-update"
     }
 
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        common_len(l1, l2, l3)?;
+        let (m, v) = (
+            super::cpu_f32(s2, l2, "adam")?,
+            super::cpu_f32(s3, l3, "adam")?,
+        );
+        let c = self.0;
+        for ((p, &m), &v) in cpu_dst(s1, l1)?.iter_mut().zip(m).zip(v) {
+            *p -= m / (v.sqrt() / c.sqrt_bc2 + c.eps) * c.step;
+        }
+        Ok(())
+    }
+
     fn cuda_fwd(
         &self,
-        dst: &mut CudaStorage,
-        dst_l: &Layout,
-        srcs: [(&CudaStorage, &Layout); 2],
+        s1: &mut CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+        s3: &CudaStorage,
+        l3: &Layout,
     ) -> Result<()> {
-        let n = common_len(dst_l, &srcs)?;
-        let [(sm, lm), (sv, lv)] = srcs;
+        let n = common_len(l1, l2, l3)?;
         let (m, v) = (
-            device::operand(sm, lm, "adam")?,
-            device::operand(sv, lv, "adam")?,
+            device::operand(s2, l2, "adam")?,
+            device::operand(s3, l3, "adam")?,
         );
-        let p = device::operand(dst, dst_l, "adam")?;
+        let p = device::operand(s1, l1, "adam")?;
         let c = self.0;
-        let e = device::Gpu(&dst.device);
+        let e = device::Gpu(&s1.device);
         cuda::adam_update(&e, n, c.step, c.sqrt_bc2, c.eps, m, v, p)
     }
 }

@@ -11,6 +11,10 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use super::level::LevelMap;
 use super::sine::{multiversion, sin, sin_cos};
 use super::{add_into, cpu_f32, par_rows, threads_for};
+/// Most outputs the GPU kernels of this op take (`MAX_OUTPUTS` in `cuda/device.cuh`, where they sit
+/// in registers); a layer with more runs after the level as a plain product.
+pub const GPU_MAX_OUTPUTS: usize = 8;
+
 /// `[N, c]` outputs of the last level and the output layer (`w` is `[c, h]`, `b` is `[c]`).
 pub fn level_output(
     z: &Tensor,
@@ -21,7 +25,7 @@ pub fn level_output(
     w0: f64,
 ) -> Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if z.device().is_cuda() && w.dim(0)? > super::cuda::MAX_OUTPUTS {
+    if z.device().is_cuda() && w.dim(0)? > GPU_MAX_OUTPUTS {
         // More outputs than the GPU kernel keeps in registers: the level, then the layer.
         let a = super::level::level_forward(z, m, map, w0)?;
         return a.matmul(&w.t()?)?.broadcast_add(b);

@@ -19,8 +19,6 @@ pub const BLOCK: u32 = 256;
 const MAX_BLOCKS: u64 = 1 << 16;
 /// Entries a thread of a segment sum adds up before its one atomic add.
 pub const SEGMENT_CHUNK: usize = 64;
-/// Outputs the fused output-layer kernels hold in registers (`MAX_OUTPUTS` in device.cuh).
-pub const MAX_OUTPUTS: usize = 8;
 
 /// One kernel argument, as the kernel's parameter list declares it.
 #[derive(Debug, Clone, Copy)]
@@ -369,7 +367,7 @@ pub fn level_bwd(
 }
 
 /// The last level fused with the output layer: `out[p, o] = wb[o, :h] . sin(...) + wb[o, h]`
-/// for `c <= MAX_OUTPUTS` outputs.
+/// for `c <= GPU_MAX_OUTPUTS` outputs (`kernels::output`).
 pub fn level_output_fwd(
     e: &impl Exec,
     l: &Links,
