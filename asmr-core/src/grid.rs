@@ -179,86 +179,82 @@ pub struct BatchCells {
 }
 
 impl MultiResGrid {
-    /// Row of index `x`'s level-`l` digits in [`MultiResGrid::level_grid`].
-    fn digit_row(&self, l: usize, x: &[u32]) -> u32 {
-        let mut r = 0usize;
-        for (a, &xa) in x.iter().enumerate() {
-            r = r * self.bases[a][l] + self.digit(a, l, xa as usize);
-        }
-        r as u32
-    }
-
-    /// Group a batch of grid indices (`[n, d]` row-major) into its distinct level cells. Linear in
-    /// the batch: per level, two stable counting sorts (by digit, then by parent cell) order the
-    /// samples by `(parent, digit)` (a comparison sort was most of a GPU step's host time).
+    /// Group a batch of grid indices (`[n, d]` row-major) into its distinct level cells. Cells are
+    /// numbered level by level in the lexicographic order of their digit rows `(d_0, ..., d_l)`, so
+    /// one sort of the samples by their whole digit path, a mixed-radix key, orders every level at
+    /// once; one pass over the sorted samples then opens a cell wherever a prefix changes.
     pub fn batch_cells(&self, idx: &[u32]) -> BatchCells {
         let d = self.dims();
         let n = idx.len() / d;
-        let mut cell: Vec<u32> = idx.chunks_exact(d).map(|x| self.digit_row(0, x)).collect();
-        let mut cells_now = self.level_points(0);
-        let mut links = Vec::with_capacity(self.levels().saturating_sub(1));
-        let (mut digit, mut by_digit, mut order) = (vec![0u32; n], vec![0u32; n], vec![0u32; n]);
-        let mut count = Vec::new();
-        for l in 1..self.levels() {
-            for (dg, x) in digit.iter_mut().zip(idx.chunks_exact(d)) {
-                *dg = self.digit_row(l, x);
-            }
-            counting_sort(
-                &digit,
-                self.level_points(l),
-                0..n as u32,
-                &mut by_digit,
-                &mut count,
-            );
-            counting_sort(
-                &cell,
-                cells_now,
-                by_digit.iter().copied(),
-                &mut order,
-                &mut count,
-            );
-            let (mut parent, mut digits) = (Vec::new(), Vec::new());
-            let mut last = None;
-            for &p in &order {
-                let key = (cell[p as usize], digit[p as usize]);
-                if last != Some(key) {
-                    parent.push(key.0);
-                    digits.push(key.1);
-                    last = Some(key);
+        let levels = self.levels();
+        // weight[l]: the points of all finer levels, the radix of level l's digit row in the key.
+        let mut weight = vec![1u64; levels];
+        for l in (0..levels.saturating_sub(1)).rev() {
+            weight[l] = weight[l + 1] * self.level_points(l + 1) as u64;
+        }
+        let mut keyed: Vec<(u64, u32)> = self.path_keys(idx, &weight).zip(0..n as u32).collect();
+        keyed.sort_unstable();
+        let mut links = vec![(Vec::new(), Vec::new()); levels.saturating_sub(1)];
+        let mut sample_cell = vec![0u32; n];
+        // The current cell at every level (at level 0, the digit row itself).
+        let mut current = vec![0u32; levels];
+        let mut previous: Option<u64> = None;
+        for &(key, p) in &keyed {
+            let first_new = match previous {
+                None => 0,
+                Some(q) => (0..levels)
+                    .find(|&l| key / weight[l] != q / weight[l])
+                    .unwrap_or(levels),
+            };
+            for l in first_new..levels {
+                let digit = ((key / weight[l]) % self.level_points(l) as u64) as u32;
+                if l == 0 {
+                    current[0] = digit;
+                } else {
+                    let (parent, digits) = &mut links[l - 1];
+                    parent.push(current[l - 1]);
+                    digits.push(digit);
+                    current[l] = (parent.len() - 1) as u32;
                 }
-                cell[p as usize] = (parent.len() - 1) as u32;
             }
-            cells_now = parent.len();
-            links.push((parent, digits));
+            sample_cell[p as usize] = current[levels - 1];
+            previous = Some(key);
         }
-        BatchCells {
-            links,
-            sample_cell: cell,
-        }
+        BatchCells { links, sample_cell }
     }
-}
 
-/// Stable counting sort: the items of `input` (sample indices) into `out`, ordered by `key[item]`
-/// (keys below `range`); `count` is scratch.
-fn counting_sort(
-    key: &[u32],
-    range: usize,
-    input: impl Iterator<Item = u32> + Clone,
-    out: &mut [u32],
-    count: &mut Vec<u32>,
-) {
-    count.clear();
-    count.resize(range + 1, 0);
-    for p in input.clone() {
-        count[key[p as usize] as usize + 1] += 1;
-    }
-    for k in 0..range {
-        count[k + 1] += count[k];
-    }
-    for p in input {
-        let slot = &mut count[key[p as usize] as usize];
-        out[*slot as usize] = p;
-        *slot += 1;
+    /// Every sample's digit path `sum_l digit_row(l) * weight[l]`. The path is a sum over axes of
+    /// per-axis terms, tabulated once per axis when the tables are smaller than the batch.
+    fn path_keys<'a>(
+        &'a self,
+        idx: &'a [u32],
+        weight: &'a [u64],
+    ) -> impl Iterator<Item = u64> + 'a {
+        let d = self.dims();
+        let levels = self.levels();
+        // The weight of axis a's digit at level l: the level's radix times the later axes' bases.
+        let axis_weight = move |a: usize, l: usize| -> u64 {
+            weight[l] * (a + 1..d).map(|b| self.bases[b][l] as u64).product::<u64>()
+        };
+        let term = move |a: usize, x: usize| -> u64 {
+            (0..levels)
+                .map(|l| self.digit(a, l, x) as u64 * axis_weight(a, l))
+                .sum()
+        };
+        let sizes: Vec<usize> = (0..d).map(|a| self.cumulative(a, levels - 1)).collect();
+        let tables: Option<Vec<Vec<u64>>> = (sizes.iter().sum::<usize>() <= idx.len()).then(|| {
+            (0..d)
+                .map(|a| (0..sizes[a]).map(|x| term(a, x)).collect())
+                .collect()
+        });
+        idx.chunks_exact(d).map(move |x| match &tables {
+            Some(t) => x.iter().zip(t).map(|(&xa, ta)| ta[xa as usize]).sum(),
+            None => x
+                .iter()
+                .enumerate()
+                .map(|(a, &xa)| term(a, xa as usize))
+                .sum(),
+        })
     }
 }
 
@@ -432,10 +428,19 @@ mod tests {
         assert_ne!(m, 451);
     }
 
-    /// The grouping by a comparison sort of `(cell, digit)` keys, as the counting sorts must give.
+    /// Row of index `x`'s level-`l` digits in [`MultiResGrid::level_grid`].
+    fn digit_row(g: &MultiResGrid, l: usize, x: &[u32]) -> u32 {
+        let mut r = 0usize;
+        for (a, &xa) in x.iter().enumerate() {
+            r = r * g.bases[a][l] + g.digit(a, l, xa as usize);
+        }
+        r as u32
+    }
+
+    /// The grouping level by level, by a comparison sort of `(cell, digit)` keys at every level.
     fn batch_cells_by_sorting(g: &MultiResGrid, idx: &[u32]) -> BatchCells {
         let d = g.dims();
-        let mut cell: Vec<u32> = idx.chunks_exact(d).map(|x| g.digit_row(0, x)).collect();
+        let mut cell: Vec<u32> = idx.chunks_exact(d).map(|x| digit_row(g, 0, x)).collect();
         let mut links = Vec::new();
         for l in 1..g.levels() {
             let mut keyed: Vec<(u64, u32)> = idx
@@ -443,7 +448,7 @@ mod tests {
                 .enumerate()
                 .map(|(p, x)| {
                     (
-                        ((cell[p] as u64) << 32) | g.digit_row(l, x) as u64,
+                        ((cell[p] as u64) << 32) | digit_row(g, l, x) as u64,
                         p as u32,
                     )
                 })
