@@ -374,15 +374,10 @@ impl CustomOp2 for LevelOp {
         s2: &candle_core::CudaStorage,
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        use super::cuda::device::{operand, storage, uninit, Gpu};
+        use super::cuda::device::{level_args, storage, uninit, Gpu};
         let h = self.check(l1, l2)?;
         let dev = &s1.device;
-        let a = super::cuda::LevelArgs {
-            h,
-            w0: self.w0,
-            z: operand(s1, l1, "asmr level op")?,
-            m: operand(s2, l2, "asmr level op")?,
-        };
+        let a = level_args(h, self.w0, (s1, l1), (s2, l2), "asmr level op")?;
         let n = self.map.fine_points();
         let (out, p) = uninit(dev, n * h)?;
         super::cuda::level_fwd(&Gpu(dev), &self.map.device_links(dev)?, a, p)?;
@@ -489,7 +484,7 @@ impl CustomOp3 for LevelBwd {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        use super::cuda::device::{operand, storage, zeros, Gpu};
+        use super::cuda::device::{level_args, operand, storage, zeros, Gpu};
         let op = LevelOp {
             map: self.map.clone(),
             w0: self.w0,
@@ -500,12 +495,7 @@ impl CustomOp3 for LevelBwd {
             candle_core::bail!("asmr level backward: gradient has the wrong size");
         }
         let dev = &s1.device;
-        let a = super::cuda::LevelArgs {
-            h,
-            w0: self.w0,
-            z: operand(s1, l1, "asmr level op")?,
-            m: operand(s2, l2, "asmr level op")?,
-        };
+        let a = level_args(h, self.w0, (s1, l1), (s2, l2), "asmr level op")?;
         let g = operand(s3, l3, "asmr level op")?;
         let (nz, nm) = (map.coarse_points * h, map.mod_points * h);
         let (out, p) = zeros(dev, nz + nm)?;

@@ -176,15 +176,10 @@ impl CustomOp3 for LevelOutput {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        use super::cuda::device::{operand, storage, uninit, Gpu};
+        use super::cuda::device::{level_args, operand, storage, uninit, Gpu};
         let (h, c) = self.dims(l1, l2, l3)?;
         let dev = &s1.device;
-        let a = super::cuda::LevelArgs {
-            h,
-            w0: self.w0,
-            z: operand(s1, l1, "asmr output op")?,
-            m: operand(s2, l2, "asmr output op")?,
-        };
+        let a = level_args(h, self.w0, (s1, l1), (s2, l2), "asmr output op")?;
         let wb = operand(s3, l3, "asmr output op")?;
         let n = self.map.fine_points();
         let (out, p) = uninit(dev, n * c)?;
@@ -308,7 +303,7 @@ impl CustomOp3 for LevelOutputGrads {
         s3: &candle_core::CudaStorage,
         l3: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        use super::cuda::device::{operand, storage, zeros, Gpu};
+        use super::cuda::device::{level_args, operand, storage, zeros, Gpu};
         let op = LevelOutput {
             map: self.map.clone(),
             w0: self.w0,
@@ -316,12 +311,7 @@ impl CustomOp3 for LevelOutputGrads {
         let (h, c) = op.dims(l1, l2, l3)?;
         let map = &self.map;
         let dev = &s1.device;
-        let a = super::cuda::LevelArgs {
-            h,
-            w0: self.w0,
-            z: operand(s1, l1, "asmr output op")?,
-            m: operand(s2, l2, "asmr output op")?,
-        };
+        let a = level_args(h, self.w0, (s1, l1), (s2, l2), "asmr output op")?;
         let wb = operand(s3, l3, "asmr output op")?;
         let (gs, gl) = self.grad.storage_and_layout();
         let g = match &*gs {

@@ -177,3 +177,19 @@ pub fn run_into(
     run(&Gpu(dev), p)?;
     Ok(storage(s, dev))
 }
+
+/// The `z` and `m` operands of a level op (`[coarse, h]`, `[mod, h]`) as its kernels take them.
+pub fn level_args(
+    h: usize,
+    w0: f32,
+    z: (&CudaStorage, &Layout),
+    m: (&CudaStorage, &Layout),
+    what: &str,
+) -> Result<super::LevelArgs> {
+    Ok(super::LevelArgs {
+        h,
+        w0,
+        z: operand(z.0, z.1, what)?,
+        m: operand(m.0, m.1, what)?,
+    })
+}
