@@ -26,7 +26,7 @@ pub fn gather_rows(x: &Tensor, index: &Arc<Vec<u32>>, k: Kernels) -> Result<Tens
             uploaded: Default::default(),
         });
     }
-    let _ = k;
+    let _ = k; // chooses the GPU kernel above; the CPU always takes candle's gather
     let len = index.len();
     x.index_select(&Tensor::from_slice(&index[..], len, x.device())?, 0)
 }
