@@ -55,6 +55,23 @@ fn u32_of(v: usize, what: &str) -> Result<u32> {
 /// Device addresses of the operands (f32 data unless named otherwise).
 pub type Ptr = u64;
 
+/// Launch `kernel` over `rows x width` values, one thread each: its parameters are the value count,
+/// the row width, `scalars`, then the operands' addresses.
+fn over_rows(
+    e: &impl Exec,
+    (src, kernel): (Source, &'static str),
+    rows: usize,
+    width: usize,
+    scalars: &[Arg],
+    ptrs: &[Ptr],
+) -> Result<()> {
+    let n = rows * width;
+    let mut args = vec![Arg::U64(n as u64), Arg::U32(u32_of(width, "row width")?)];
+    args.extend_from_slice(scalars);
+    args.extend(ptrs.iter().map(|&p| Arg::Ptr(p)));
+    e.launch(src, kernel, blocks(n), &args)
+}
+
 /// `out = sin(w0 x)` over `n` values.
 pub fn sine_fwd(e: &impl Exec, n: usize, w0: f32, x: Ptr, out: Ptr) -> Result<()> {
     let args = [Arg::U64(n as u64), Arg::F32(w0), Arg::Ptr(x), Arg::Ptr(out)];
@@ -83,16 +100,8 @@ pub fn sine_bias_fwd(
     b: Ptr,
     out: Ptr,
 ) -> Result<()> {
-    let n = rows * h;
-    let args = [
-        Arg::U64(n as u64),
-        Arg::U32(u32_of(h, "row width")?),
-        Arg::F32(w0),
-        Arg::Ptr(x),
-        Arg::Ptr(b),
-        Arg::Ptr(out),
-    ];
-    e.launch(Source::Pointwise, "sine_bias_fwd", blocks(n), &args)
+    let k = (Source::Pointwise, "sine_bias_fwd");
+    over_rows(e, k, rows, h, &[Arg::F32(w0)], &[x, b, out])
 }
 
 /// The gradient of [`sine_bias_fwd`] by `x` (that of `b` is its column sums).
@@ -107,30 +116,20 @@ pub fn sine_bias_bwd(
     g: Ptr,
     out: Ptr,
 ) -> Result<()> {
-    let n = rows * h;
-    let args = [
-        Arg::U64(n as u64),
-        Arg::U32(u32_of(h, "row width")?),
-        Arg::F32(w0),
-        Arg::Ptr(x),
-        Arg::Ptr(b),
-        Arg::Ptr(g),
-        Arg::Ptr(out),
-    ];
-    e.launch(Source::Pointwise, "sine_bias_bwd", blocks(n), &args)
+    let k = (Source::Pointwise, "sine_bias_bwd");
+    over_rows(e, k, rows, h, &[Arg::F32(w0)], &[x, b, g, out])
 }
 
 /// `out = max(x + b, 0)` over rows `x: [rows, h]`.
 pub fn relu_bias_fwd(e: &impl Exec, rows: usize, h: usize, x: Ptr, b: Ptr, out: Ptr) -> Result<()> {
-    let n = rows * h;
-    let args = [
-        Arg::U64(n as u64),
-        Arg::U32(u32_of(h, "row width")?),
-        Arg::Ptr(x),
-        Arg::Ptr(b),
-        Arg::Ptr(out),
-    ];
-    e.launch(Source::Pointwise, "relu_bias_fwd", blocks(n), &args)
+    over_rows(
+        e,
+        (Source::Pointwise, "relu_bias_fwd"),
+        rows,
+        h,
+        &[],
+        &[x, b, out],
+    )
 }
 
 /// `out = g` where `y > 0`, else 0.
@@ -212,15 +211,14 @@ pub fn gather_rows(
     src: Ptr,
     out: Ptr,
 ) -> Result<()> {
-    let n = rows * width;
-    let args = [
-        Arg::U64(n as u64),
-        Arg::U32(u32_of(width, "row width")?),
-        Arg::Ptr(index),
-        Arg::Ptr(src),
-        Arg::Ptr(out),
-    ];
-    e.launch(Source::Scatter, "gather_rows", blocks(n), &args)
+    over_rows(
+        e,
+        (Source::Scatter, "gather_rows"),
+        rows,
+        width,
+        &[],
+        &[index, src, out],
+    )
 }
 
 /// `out[index[i], :] += src[i, :]` into a zeroed `out`, for `rows` rows of `src`.
@@ -232,15 +230,8 @@ pub fn scatter_add_rows(
     src: Ptr,
     out: Ptr,
 ) -> Result<()> {
-    let n = rows * width;
-    let args = [
-        Arg::U64(n as u64),
-        Arg::U32(u32_of(width, "row width")?),
-        Arg::Ptr(index),
-        Arg::Ptr(src),
-        Arg::Ptr(out),
-    ];
-    e.launch(Source::Scatter, "scatter_add_rows", blocks(n), &args)
+    let k = (Source::Scatter, "scatter_add_rows");
+    over_rows(e, k, rows, width, &[], &[index, src, out])
 }
 
 /// A weighted gather's plan on the device: `outputs` rows (samples x groups) of `corners` corners.
