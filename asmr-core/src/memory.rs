@@ -75,9 +75,9 @@ pub fn physical_memory() -> Option<usize> {
 /// target, prediction, loss terms and their gradients (about twelve f32 buffers) besides index
 /// maps per sample. Where the fused kernels run (the CPU, and a GPU in a CUDA build), ASMR's last
 /// level is fused with the output layer and stores nothing `h`-wide at full resolution. Calibrated
-/// on peak RSS of `bench` steps: 3-D ASMR 5 x 256 on 20 x 500 x 500 and 20 x 1000 x 1000, 1 and 3 channels (0.5 to 4.0 GB), where 4 buffers per
-/// output value underestimated the peak 2.5 times (a 20 x 2000 x 2000 RGB clip then took 13.5 GB
-/// against a 12 GB budget).
+/// on peak RSS of `bench` steps: 3-D ASMR 5 x 256 on 20 x 500 x 500 and 20 x 1000 x 1000, 1 and 3
+/// channels (0.5 to 4.0 GB), where 4 buffers per output value underestimated the peak 2.5 times (a
+/// 20 x 2000 x 2000 RGB clip then took 13.5 GB against a 12 GB budget).
 pub fn full_grid_bytes(built: &BuiltModel) -> usize {
     let net = &built.context.net;
     let n = built.context.num_samples();
