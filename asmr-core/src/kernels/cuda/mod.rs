@@ -247,32 +247,30 @@ pub struct InterpPlan {
 
 /// `out[s, :] = sum_k w[s, k] table[rows[s, k], :]` for feature rows of `f`.
 pub fn interp_fwd(e: &impl Exec, p: InterpPlan, f: usize, table: Ptr, out: Ptr) -> Result<()> {
-    let n = p.outputs * f;
-    let args = [
-        Arg::U64(n as u64),
-        Arg::U32(u32_of(f, "features")?),
-        Arg::U32(u32_of(p.corners, "corners")?),
-        Arg::Ptr(p.rows),
-        Arg::Ptr(p.weights),
-        Arg::Ptr(table),
-        Arg::Ptr(out),
-    ];
-    e.launch(Source::Scatter, "interp_fwd", blocks(n), &args)
+    let corners = [Arg::U32(u32_of(p.corners, "corners")?)];
+    let ptrs = [p.rows, p.weights, table, out];
+    over_rows(
+        e,
+        (Source::Scatter, "interp_fwd"),
+        p.outputs,
+        f,
+        &corners,
+        &ptrs,
+    )
 }
 
-/// Its backward into a zeroed table gradient.
+/// Its backward into a zeroed table gradient: one thread per corner and feature.
 pub fn interp_bwd(e: &impl Exec, p: InterpPlan, f: usize, g: Ptr, out: Ptr) -> Result<()> {
-    let n = p.outputs * p.corners * f;
-    let args = [
-        Arg::U64(n as u64),
-        Arg::U32(u32_of(f, "features")?),
-        Arg::U32(u32_of(p.corners, "corners")?),
-        Arg::Ptr(p.rows),
-        Arg::Ptr(p.weights),
-        Arg::Ptr(g),
-        Arg::Ptr(out),
-    ];
-    e.launch(Source::Scatter, "interp_bwd", blocks(n), &args)
+    let corners = [Arg::U32(u32_of(p.corners, "corners")?)];
+    let (entries, ptrs) = (p.outputs * p.corners, [p.rows, p.weights, g, out]);
+    over_rows(
+        e,
+        (Source::Scatter, "interp_bwd"),
+        entries,
+        f,
+        &corners,
+        &ptrs,
+    )
 }
 
 /// A level transition's links on the device (all u32; see `LevelMap::packed`).
