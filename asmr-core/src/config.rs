@@ -564,7 +564,7 @@ impl ConfigBuilder {
 
     pub fn build(&self) -> Result<Config> {
         let mut tree = self.tree.clone();
-        resolve_auto(&mut tree)?;
+        resolve_auto(&mut tree, self.modality)?;
         let cfg: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
             let key = e.path().to_string();
             Error::config(key, e.into_inner().to_string())
@@ -705,8 +705,9 @@ pub fn assemble(layers: &Layers) -> Result<Config> {
     b.build()
 }
 
-/// Replace `auto` optimiser keys by the model's own settings ([`OptimDefaults`]).
-fn resolve_auto(tree: &mut Value) -> Result<()> {
+/// Replace `auto` optimiser keys by the model's own settings ([`OptimDefaults`]); with
+/// `train.recipe: fast`, by the modality's fast recipe for the model where it registers one.
+fn resolve_auto(tree: &mut Value, modality: Option<&str>) -> Result<()> {
     let model = match tree.get("model") {
         Some(Value::String(m)) => m.clone(),
         _ => return Err(Error::config("model", "must be a model name")),
@@ -726,7 +727,11 @@ fn resolve_auto(tree: &mut Value) -> Result<()> {
         None => Recipe::Paper,
     };
     let o = match recipe {
-        Recipe::Fast => entry.fast.unwrap_or(entry.optim),
+        Recipe::Fast => modality
+            .and_then(|m| crate::registry::find_fast_recipe(m, entry.name))
+            .map(|r| r.optim)
+            .or(entry.fast)
+            .unwrap_or(entry.optim),
         Recipe::Paper => entry.optim,
     };
     let is_auto = |v: Option<&Value>| v.and_then(|v| v.as_str()) == Some("auto");

@@ -37,5 +37,5 @@ pub use error::{Error, Result};
 pub use grid::MultiResGrid;
 pub use inventory;
 pub use models::{BuiltModel, Model, ModelContext, ModelEntry};
-pub use registry::{Experiment, Modality, Preset};
+pub use registry::{Experiment, FastRecipe, Modality, Preset};
 pub use signal::{Samples, Signal, SignalInfo};

@@ -213,6 +213,24 @@ pub struct Preset {
 
 inventory::collect!(Preset);
 
+/// A modality's own settings for `train.recipe: fast` on one model, in place of the model's
+/// ([`crate::ModelEntry::fast`]): the settings that win the equal-time race on this modality's
+/// signals (3-D fields want gentler steps than photos, for one).
+pub struct FastRecipe {
+    pub modality: &'static str,
+    pub model: &'static str,
+    pub optim: crate::config::OptimDefaults,
+}
+
+inventory::collect!(FastRecipe);
+
+/// The fast recipe `modality` registers for `model`, if any.
+pub fn find_fast_recipe(modality: &str, model: &str) -> Option<&'static FastRecipe> {
+    inventory::iter::<FastRecipe>
+        .into_iter()
+        .find(|r| r.modality == modality && r.model == model)
+}
+
 /// One of the paper's experiments, as `reproduce NAME --data DIR` runs it: every recipe on every
 /// input the data folder holds, with each seed.
 pub struct Experiment {

@@ -2,7 +2,7 @@
 
 use asmr_core::config::with_values;
 use asmr_core::registry::{find_modality, find_preset, BandMetrics, BandWriter};
-use asmr_core::Error;
+use asmr_core::{ConfigBuilder, Error};
 use modality_shape::mesh::{load_obj, Mesh};
 use modality_shape::shapes::sphere;
 use modality_shape::{load, FieldOptions};
@@ -116,9 +116,32 @@ fn registered_with_presets_and_an_example() {
     let e = (m.example)();
     let r = modality_shape::EXAMPLE_RESOLUTION;
     assert_eq!(e.info.shape, vec![r, r, r]);
-    for p in ["shape", "shape-demo"] {
+    for p in ["shape", "paper-shape", "shape-demo"] {
         find_preset(p).unwrap();
     }
+}
+
+#[test]
+fn the_fast_recipe_for_shapes_is_the_modalitys_own() {
+    let optim = |preset: &str, model: &str| {
+        let mut b = ConfigBuilder::for_modality(find_modality("shape").unwrap()).unwrap();
+        b.merge_yaml(find_preset(preset).unwrap().yaml, preset)
+            .unwrap()
+            .set_pair(&format!("model={model}"))
+            .unwrap();
+        let t = b.build().unwrap().train;
+        (t.lr, t.betas, t.lr_scale.len(), t.lr_horizon)
+    };
+    // ASMR on shapes: the shapes' settings, not the photos' (lr 1e-3, layer factors, horizon).
+    assert_eq!(optim("shape", "asmr"), (3e-4, [0.9, 0.95], 0, 0));
+    assert_eq!(optim("paper-shape", "asmr"), (1e-4, [0.9, 0.999], 0, 0));
+    // Another model under the same preset keeps its own settings.
+    assert_eq!(optim("shape", "siren"), optim("paper-shape", "siren"));
+    // Without a modality, `fast` is the model's own recipe.
+    let mut b = ConfigBuilder::new().unwrap();
+    b.set_pair("train.recipe=fast").unwrap();
+    let t = b.build().unwrap().train;
+    assert_eq!((t.lr, t.lr_horizon), (1e-3, 700));
 }
 
 #[test]

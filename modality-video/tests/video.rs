@@ -377,7 +377,29 @@ fn the_modality_is_registered() {
     let example = (m.example)();
     assert_eq!(example.info.shape.len(), 3);
     assert_eq!(example.info.channels, 3);
-    for p in ["video", "video-demo", "video-uvg"] {
+    for p in ["video", "paper-video", "video-demo", "video-uvg"] {
         asmr_core::registry::find_preset(p).unwrap();
     }
+}
+
+#[test]
+fn the_default_takes_the_fast_recipe_and_paper_video_the_papers() {
+    let train = |preset: &str| {
+        let mut b =
+            asmr_core::ConfigBuilder::for_modality(find_modality("video").unwrap()).unwrap();
+        b.merge_yaml(
+            asmr_core::registry::find_preset(preset).unwrap().yaml,
+            preset,
+        )
+        .unwrap();
+        let c = b.build().unwrap();
+        (
+            c.train.lr,
+            c.train.betas,
+            c.train.iterations,
+            c.net.modulator_scale,
+        )
+    };
+    assert_eq!(train("video"), (3e-4, [0.9, 0.95], 700, 1.0));
+    assert_eq!(train("paper-video"), (1e-4, [0.9, 0.999], 10_000, 1.0));
 }

@@ -8,27 +8,53 @@ use candle_core::{Result, Tensor};
 
 use super::Kernels;
 
+/// The rows a gather reads, with their copy on a GPU (made on first use there and kept as long
+/// as the index, so a plan cached by a model is uploaded once).
+#[derive(Debug)]
+pub struct RowIndex {
+    rows: Vec<u32>,
+    /// One past the largest row (0 for an empty index).
+    bound: usize,
+    #[cfg(feature = "cuda")]
+    uploaded: super::cuda::device::Uploaded,
+}
+
+impl RowIndex {
+    pub fn new(rows: Vec<u32>) -> Self {
+        let bound = rows.iter().max().map_or(0, |&m| m as usize + 1);
+        Self {
+            rows,
+            bound,
+            #[cfg(feature = "cuda")]
+            uploaded: Default::default(),
+        }
+    }
+
+    pub fn rows(&self) -> &[u32] {
+        &self.rows
+    }
+}
+
 /// `x[index[i], :]` for rows `x: [rows, w]`, shape `[index.len(), w]`.
-pub fn gather_rows(x: &Tensor, index: &Arc<Vec<u32>>, k: Kernels) -> Result<Tensor> {
+pub fn gather_rows(x: &Tensor, index: &Arc<RowIndex>, k: Kernels) -> Result<Tensor> {
+    let rows = x.dim(0)?;
+    if index.bound > rows {
+        candle_core::bail!("gather: row {} is outside the {rows} rows", index.bound - 1);
+    }
     #[cfg(feature = "cuda")]
     if x.device().is_cuda()
         && k.fused_on(x)
         && x.dtype() == candle_core::DType::F32
         && x.rank() == 2
     {
-        let rows = x.dim(0)?;
-        if let Some(&i) = index.iter().find(|&&i| i as usize >= rows) {
-            candle_core::bail!("gather: row {i} is outside the {rows} rows");
-        }
         return x.contiguous()?.apply_op1(gpu::GatherRows {
             index: index.clone(),
             rows,
-            uploaded: Default::default(),
         });
     }
     let _ = k; // chooses the GPU kernel above; the CPU always takes candle's gather
-    let len = index.len();
-    x.index_select(&Tensor::from_slice(&index[..], len, x.device())?, 0)
+    let len = index.rows.len();
+    x.index_select(&Tensor::from_slice(&index.rows, len, x.device())?, 0)
 }
 
 #[cfg(feature = "cuda")]
@@ -37,19 +63,18 @@ mod gpu {
 
     use candle_core::{CpuStorage, CudaStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
+    use super::RowIndex;
     use crate::kernels::cuda::{self, device};
 
     pub struct GatherRows {
-        pub index: Arc<Vec<u32>>,
+        pub index: Arc<RowIndex>,
         /// Rows of the gathered tensor.
         pub rows: usize,
-        /// The index on the GPU, shared with the backward.
-        pub uploaded: Arc<device::Uploaded>,
     }
 
     impl GatherRows {
         fn index_on(&self, dev: &candle_core::CudaDevice) -> Result<cuda::Ptr> {
-            self.uploaded.get(dev, || self.index.to_vec())
+            self.index.uploaded.get(dev, || self.index.rows.clone())
         }
     }
 
@@ -63,17 +88,21 @@ mod gpu {
             let w = l.dims()[1];
             let out = self
                 .index
+                .rows
                 .iter()
                 .flat_map(|&i| x[i as usize * w..][..w].iter().copied())
                 .collect();
-            Ok((CpuStorage::F32(out), Shape::from((self.index.len(), w))))
+            Ok((
+                CpuStorage::F32(out),
+                Shape::from((self.index.rows.len(), w)),
+            ))
         }
 
         fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
             let (_, w) = l.shape().dims2()?;
             let x = device::operand(s, l, "gather")?;
             let idx = self.index_on(&s.device)?;
-            let n = self.index.len();
+            let n = self.index.rows.len();
             let out = device::run_into(&s.device, n * w, false, |e, o| {
                 cuda::gather_rows(e, n, w, idx, x, o)
             })?;
@@ -84,7 +113,6 @@ mod gpu {
             let back = ScatterRows(GatherRows {
                 index: self.index.clone(),
                 rows: self.rows,
-                uploaded: self.uploaded.clone(),
             });
             Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&back)?))
         }
@@ -102,7 +130,7 @@ mod gpu {
             let g = crate::kernels::cpu_f32(s, l, "gather backward")?;
             let w = l.dims()[1];
             let mut out = vec![0f32; self.0.rows * w];
-            for (&i, row) in self.0.index.iter().zip(g.chunks_exact(w.max(1))) {
+            for (&i, row) in self.0.index.rows.iter().zip(g.chunks_exact(w.max(1))) {
                 crate::kernels::add_into(&mut out[i as usize * w..][..w], row);
             }
             Ok((CpuStorage::F32(out), Shape::from((self.0.rows, w))))
@@ -110,7 +138,7 @@ mod gpu {
 
         fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
             let (n, w) = l.shape().dims2()?;
-            if n != self.0.index.len() {
+            if n != self.0.index.rows.len() {
                 candle_core::bail!("gather backward: gradient has the wrong size");
             }
             let g = device::operand(s, l, "gather backward")?;
@@ -121,5 +149,26 @@ mod gpu {
             })?;
             Ok((out, Shape::from((rows, w))))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn gathers_rows_and_rejects_rows_outside() {
+        let x = Tensor::arange(0f32, 12.0, &Device::Cpu)
+            .unwrap()
+            .reshape((4, 3))
+            .unwrap();
+        let index = Arc::new(RowIndex::new(vec![3, 0, 3]));
+        let g = gather_rows(&x, &index, Kernels::Fused).unwrap();
+        let want = [[9f32, 10., 11.], [0., 1., 2.], [9., 10., 11.]];
+        assert_eq!(g.to_vec2::<f32>().unwrap(), want);
+        let outside = Arc::new(RowIndex::new(vec![1, 4]));
+        let e = gather_rows(&x, &outside, Kernels::Fused).unwrap_err();
+        assert!(e.to_string().contains("row 4 is outside the 4 rows"), "{e}");
     }
 }

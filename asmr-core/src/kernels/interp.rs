@@ -13,7 +13,7 @@ use super::{cpu_f32, par_rows, Kernels};
 
 /// Which table rows each output reads and with what weights: `n` samples x `groups` (levels) x
 /// `corners`, row-major. The output of a sample is one `F`-vector per group.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Gather {
     pub n: usize,
     pub groups: usize,
@@ -24,9 +24,34 @@ pub struct Gather {
     pub weights: Vec<f32>,
     /// Rows of the table the gather reads from.
     pub table_rows: usize,
+    /// The plan on a GPU (rows, then the weights' bits), copied there on first use and kept as
+    /// long as the plan, so a model's cached full-grid plan is uploaded once, not every step.
+    #[cfg(feature = "cuda")]
+    uploaded: super::cuda::device::Uploaded,
 }
 
 impl Gather {
+    /// A plan of `n * groups * corners` (row, weight) pairs into a table of `table_rows` rows.
+    pub fn new(
+        n: usize,
+        groups: usize,
+        corners: usize,
+        rows: Vec<u32>,
+        weights: Vec<f32>,
+        table_rows: usize,
+    ) -> Self {
+        Self {
+            n,
+            groups,
+            corners,
+            rows,
+            weights,
+            table_rows,
+            #[cfg(feature = "cuda")]
+            uploaded: Default::default(),
+        }
+    }
+
     /// The plan of a batch of grid indices (`d` per sample): `corners_of(x, rows, weights)` pushes
     /// the `groups * 2^d` (row, weight) pairs of sample `x`, group by group.
     pub fn for_samples(
@@ -43,14 +68,7 @@ impl Gather {
         for x in idx.chunks_exact(d) {
             corners_of(x, &mut rows, &mut weights);
         }
-        Self {
-            n,
-            groups,
-            corners,
-            rows,
-            weights,
-            table_rows,
-        }
+        Self::new(n, groups, corners, rows, weights, table_rows)
     }
 
     fn check(&self, table: &Tensor) -> Result<usize> {
@@ -75,11 +93,7 @@ impl Gather {
 pub fn interpolate(table: &Tensor, plan: &Arc<Gather>, k: Kernels) -> Result<Tensor> {
     let f = plan.check(table)?;
     if k.fused_on(table) && table.dtype() == candle_core::DType::F32 {
-        table.contiguous()?.apply_op1(Interp {
-            plan: plan.clone(),
-            #[cfg(feature = "cuda")]
-            uploaded: Default::default(),
-        })
+        table.contiguous()?.apply_op1(Interp { plan: plan.clone() })
     } else {
         interpolate_plain(table, plan, f)
     }
@@ -101,16 +115,13 @@ pub fn interpolate_plain(table: &Tensor, plan: &Gather, f: usize) -> Result<Tens
 
 struct Interp {
     plan: Arc<Gather>,
-    /// The plan on the GPU (rows, then the weights' bits), shared with the backward.
-    #[cfg(feature = "cuda")]
-    uploaded: Arc<super::cuda::device::Uploaded>,
 }
 
 #[cfg(feature = "cuda")]
 impl Interp {
     fn plan_on(&self, dev: &candle_core::CudaDevice) -> Result<super::cuda::InterpPlan> {
         let p = &*self.plan;
-        let base = self.uploaded.get(dev, || {
+        let base = p.uploaded.get(dev, || {
             let mut data = p.rows.clone();
             data.extend(p.weights.iter().map(|w| w.to_bits()));
             data
@@ -176,8 +187,6 @@ impl CustomOp1 for Interp {
         let g = grad.contiguous()?;
         Ok(Some(g.apply_op1_no_bwd(&Scatter(Interp {
             plan: self.plan.clone(),
-            #[cfg(feature = "cuda")]
-            uploaded: self.uploaded.clone(),
         }))?))
     }
 }
@@ -243,16 +252,16 @@ mod tests {
     fn plan(n: usize, groups: usize, corners: usize, table_rows: usize) -> Gather {
         let mut rng = crate::rng::Rng::new(3);
         let len = n * groups * corners;
-        Gather {
+        Gather::new(
             n,
             groups,
             corners,
-            rows: (0..len)
+            (0..len)
                 .map(|_| (rng.next_u64() % table_rows as u64) as u32)
                 .collect(),
-            weights: (0..len).map(|_| rng.uniform(-1.0, 1.0) as f32).collect(),
+            (0..len).map(|_| rng.uniform(-1.0, 1.0) as f32).collect(),
             table_rows,
-        }
+        )
     }
 
     /// Fused and plain paths agree in value and table gradient, with many corners hitting the

@@ -16,6 +16,7 @@ use super::encoding::{fourier_features, fourier_width};
 use super::{all_indices, Model, ModelContext, ModelEntry};
 use crate::config::{OptimDefaults, OptionSpec, Section, SectionSpec};
 use crate::error::{Error, Result};
+use crate::kernels::gather::{gather_rows, RowIndex};
 use crate::layers::{kaiming_bound, leaky_relu, mlp_macs};
 use crate::profile::Profile;
 
@@ -100,7 +101,7 @@ fn sizes(ctx: &ModelContext) -> Result<Vec<usize>> {
 struct TilePlan {
     input: Tensor,
     /// Row of every sample in the tiles' stacked outputs.
-    back: Arc<Vec<u32>>,
+    back: Arc<RowIndex>,
 }
 
 pub struct KiloNerf {
@@ -191,7 +192,7 @@ impl KiloNerf {
         }
         Ok(TilePlan {
             input: Tensor::from_vec(input, (count, per_tile, width), &self.device)?,
-            back: Arc::new(back),
+            back: Arc::new(RowIndex::new(back)),
         })
     }
 
@@ -206,7 +207,7 @@ impl KiloNerf {
         }
         let (t, m, _) = z.dims3()?;
         let rows = z.reshape((t * m, self.channels))?;
-        crate::kernels::gather::gather_rows(&rows, &plan.back, self.kernels)
+        gather_rows(&rows, &plan.back, self.kernels)
     }
 }
 

@@ -269,16 +269,16 @@ mod tests {
         let (n, groups, corners, rows, f) = (500, 3, 4, 61, 2);
         let mut rng = crate::rng::Rng::new(5);
         let len = n * groups * corners;
-        let plan = Arc::new(Gather {
+        let plan = Arc::new(Gather::new(
             n,
             groups,
             corners,
-            rows: (0..len)
+            (0..len)
                 .map(|_| (rng.next_u64() % rows as u64) as u32)
                 .collect(),
-            weights: (0..len).map(|_| rng.uniform(-1.0, 1.0) as f32).collect(),
-            table_rows: rows,
-        });
+            (0..len).map(|_| rng.uniform(-1.0, 1.0) as f32).collect(),
+            rows,
+        ));
         let table = Var::from_tensor(&rand(&[rows, f], -1.0, 1.0)).unwrap();
         let want = interpolate(table.as_tensor(), &plan, Kernels::Fused).unwrap();
         let r = rand(&[n, groups * f], -1.0, 1.0);
