@@ -196,7 +196,8 @@ asmr_core::inventory::submit! {
     }
 }
 
-/// `PSNR 30.10 dB, SSIM 0.9120 (per frame: PSNR 30.05 ± 0.80 dB, SSIM ± 0.0100)`.
+/// `PSNR 30.10 dB, SSIM 0.9120 (per frame: PSNR 30.05 ± 0.80 dB, SSIM 0.9120 ± 0.0100)`: the
+/// clip's PSNR is over all its samples, its SSIM the mean of the frames'.
 fn summary(m: &Metrics) -> String {
     let mut line = format!("PSNR {:.2} dB", m.get("psnr").copied().unwrap_or(f64::NAN));
     if let Some(s) = m.get("ssim") {
@@ -204,8 +205,8 @@ fn summary(m: &Metrics) -> String {
     }
     if let (Some(mean), Some(std)) = (m.get("psnr_frame_mean"), m.get("psnr_frame_std")) {
         line += &format!(" (per frame: PSNR {mean:.2} ± {std:.2} dB");
-        if let Some(s) = m.get("ssim_frame_std") {
-            line += &format!(", SSIM ± {s:.4}");
+        if let (Some(mean), Some(std)) = (m.get("ssim"), m.get("ssim_frame_std")) {
+            line += &format!(", SSIM {mean:.4} ± {std:.4}");
         }
         line += ")";
     }
@@ -250,5 +251,28 @@ asmr_core::inventory::submit! {
         expects: "video files (MP4, AVI, MKV, MOV or WebM)",
         recipes: &[("asmr", "paper-video"), ("siren", "paper-video")],
         seeds: &[1, 2, 3],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_gives_each_spread_with_its_mean() {
+        let mut m = Metrics::new();
+        for (k, v) in [
+            ("psnr", 30.1),
+            ("ssim", 0.912),
+            ("psnr_frame_mean", 30.05),
+            ("psnr_frame_std", 0.8),
+            ("ssim_frame_std", 0.01),
+        ] {
+            m.insert(k.into(), v);
+        }
+        assert_eq!(
+            summary(&m),
+            "PSNR 30.10 dB, SSIM 0.9120 (per frame: PSNR 30.05 ± 0.80 dB, SSIM 0.9120 ± 0.0100)"
+        );
     }
 }
