@@ -29,10 +29,6 @@ impl RowIndex {
             uploaded: Default::default(),
         }
     }
-
-    pub fn rows(&self) -> &[u32] {
-        &self.rows
-    }
 }
 
 /// `x[index[i], :]` for rows `x: [rows, w]`, shape `[index.len(), w]`.

@@ -19,9 +19,11 @@ pub struct Gather {
     pub groups: usize,
     pub corners: usize,
     /// Table row of every corner.
-    pub rows: Vec<u32>,
+    rows: Vec<u32>,
     /// Weight of every corner.
-    pub weights: Vec<f32>,
+    weights: Vec<f32>,
+    /// One past the largest row (found once: a cached plan is checked every step).
+    bound: usize,
     /// Rows of the table the gather reads from.
     pub table_rows: usize,
     /// The plan on a GPU (rows, then the weights' bits), copied there on first use and kept as
@@ -40,12 +42,14 @@ impl Gather {
         weights: Vec<f32>,
         table_rows: usize,
     ) -> Self {
+        let bound = rows.iter().max().map_or(0, |&m| m as usize + 1);
         Self {
             n,
             groups,
             corners,
             rows,
             weights,
+            bound,
             table_rows,
             #[cfg(feature = "cuda")]
             uploaded: Default::default(),
@@ -80,10 +84,23 @@ impl Gather {
                 self.table_rows
             );
         }
-        if let Some(&r) = self.rows.iter().find(|&&r| r as usize >= t) {
-            candle_core::bail!("interpolation row {r} is outside the table of {t} rows");
+        if self.bound > t {
+            candle_core::bail!(
+                "interpolation row {} is outside the table of {t} rows",
+                self.bound - 1
+            );
         }
         Ok(f)
+    }
+
+    /// Table row of every corner.
+    pub fn rows(&self) -> &[u32] {
+        &self.rows
+    }
+
+    /// Weight of every corner.
+    pub fn weights(&self) -> &[f32] {
+        &self.weights
     }
 }
 
@@ -286,8 +303,7 @@ mod tests {
     #[test]
     fn rows_outside_the_table_are_an_error() {
         let dev = Device::Cpu;
-        let mut p = plan(4, 1, 2, 8);
-        p.rows[3] = 8;
+        let p = Gather::new(4, 1, 2, vec![0, 1, 2, 8, 0, 0, 0, 0], vec![0.5; 8], 8);
         let table = Tensor::zeros((8, 1), candle_core::DType::F32, &dev).unwrap();
         assert!(interpolate(&table, &Arc::new(p), Kernels::Fused).is_err());
     }

@@ -286,8 +286,8 @@ mod tests {
         let p = k::InterpPlan {
             outputs: n * groups,
             corners,
-            rows: addr(&plan.rows),
-            weights: addr(&plan.weights),
+            rows: addr(plan.rows()),
+            weights: addr(plan.weights()),
         };
         let mut out = vec![0f32; n * groups * f];
         k::interp_fwd(&Emu, p, f, addr(&ts), dst(&mut out)).unwrap();
