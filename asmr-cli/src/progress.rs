@@ -106,11 +106,8 @@ impl Observer for Progress {
                 left
             };
             if left > LONG_RUN_SECONDS {
-                self.line(&format!(
-                    "this run needs about {} more at {rate:.2} steps/s; --iterations or \
-                     --time-limit SECONDS shortens it",
-                    duration(left)
-                ));
+                let minibatch = t.steps_per_epoch().is_some();
+                self.line(&long_run_line(left, rate, minibatch));
             }
         }
         let every = (total / 10).max(1);
@@ -143,5 +140,35 @@ impl Observer for Progress {
 
     fn note(&mut self, message: &str) {
         self.line(&format!("note: {message}"));
+    }
+}
+
+/// The hint for a long run, naming the option that sets its length: minibatch runs are as long as
+/// their epochs, and `--iterations` does not change them.
+fn long_run_line(left: f64, rate: f64, minibatch: bool) -> String {
+    let length = if minibatch {
+        "--epochs N"
+    } else {
+        "--iterations N"
+    };
+    format!(
+        "this run needs about {} more at {rate:.2} steps/s; {length} or --time-limit SECONDS \
+         shortens it",
+        duration(left)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::long_run_line;
+
+    #[test]
+    fn the_long_run_hint_names_the_option_that_sets_the_runs_length() {
+        let full = long_run_line(3600.0, 2.0, false);
+        assert!(full.contains("--iterations N"), "{full}");
+        assert!(full.contains("1 h"), "{full}");
+        let minibatch = long_run_line(3600.0, 2.0, true);
+        assert!(minibatch.contains("--epochs N"), "{minibatch}");
+        assert!(!minibatch.contains("--iterations"), "{minibatch}");
     }
 }

@@ -192,25 +192,64 @@ impl MultiResGrid {
         for l in (0..levels.saturating_sub(1)).rev() {
             weight[l] = weight[l + 1] * self.level_points(l + 1) as u64;
         }
-        let mut keyed: Vec<(u64, u32)> = self.path_keys(idx, &weight).zip(0..n as u32).collect();
-        keyed.sort_unstable();
-        let mut links = vec![(Vec::new(), Vec::new()); levels.saturating_sub(1)];
+        // Keys are below the grid's point count, so key and sample number usually share one word.
+        let key_bits = bits_for(weight[0] * self.level_points(0) as u64);
+        let sample_bits = bits_for(n as u64);
+        let keys = self.path_keys(idx, &weight);
+        if key_bits + sample_bits <= 64 {
+            let mut packed: Vec<u64> = keys
+                .zip(0..n as u64)
+                .map(|(k, p)| (k << sample_bits) | p)
+                .collect();
+            radix_sort(&mut packed, sample_bits, key_bits);
+            let mask = (1u64 << sample_bits) - 1;
+            let sorted = packed
+                .iter()
+                .map(|&v| (v >> sample_bits, (v & mask) as u32));
+            self.link_cells(sorted, n, &weight)
+        } else {
+            let mut keyed: Vec<(u64, u32)> = keys.zip(0..n as u32).collect();
+            keyed.sort_unstable();
+            self.link_cells(keyed.into_iter(), n, &weight)
+        }
+    }
+
+    /// One pass over the samples sorted by digit path: a cell opens at every level from the first
+    /// whose path prefix `key / weight[l]` differs from the previous sample's.
+    fn link_cells(
+        &self,
+        sorted: impl Iterator<Item = (u64, u32)>,
+        n: usize,
+        weight: &[u64],
+    ) -> BatchCells {
+        let levels = self.levels();
+        let divisors: Vec<Divisor> = weight.iter().map(|&w| Divisor::new(w)).collect();
+        let points: Vec<u64> = (0..levels).map(|l| self.level_points(l) as u64).collect();
+        // A level has at most as many cells as samples or as points.
+        let mut links: Vec<(Vec<u32>, Vec<u32>)> = (1..levels)
+            .map(|l| {
+                let most = n.min(self.resolution(l));
+                (Vec::with_capacity(most), Vec::with_capacity(most))
+            })
+            .collect();
         let mut sample_cell = vec![0u32; n];
         // The current cell at every level (at level 0, the digit row itself).
         let mut current = vec![0u32; levels];
-        let mut previous: Option<u64> = None;
-        for &(key, p) in &keyed {
-            let first_new = match previous {
-                None => 0,
-                Some(q) => (0..levels)
-                    .find(|&l| key / weight[l] != q / weight[l])
-                    .unwrap_or(levels),
-            };
+        let mut prefix = vec![0u64; levels];
+        let mut previous = vec![u64::MAX; levels];
+        for (key, p) in sorted {
+            for (q, div) in prefix.iter_mut().zip(&divisors) {
+                *q = div.div(key);
+            }
+            let first_new = (0..levels)
+                .find(|&l| prefix[l] != previous[l])
+                .unwrap_or(levels);
             for l in first_new..levels {
-                let digit = ((key / weight[l]) % self.level_points(l) as u64) as u32;
                 if l == 0 {
-                    current[0] = digit;
+                    current[0] = prefix[0] as u32;
                 } else {
+                    // prefix[l] = prefix[l - 1] * points[l] + digit row of level l.
+                    let digit = (prefix[l] - prefix[l - 1] * points[l]) as u32;
                     let (parent, digits) = &mut links[l - 1];
                     parent.push(current[l - 1]);
                     digits.push(digit);
@@ -218,7 +257,7 @@ impl MultiResGrid {
                 }
             }
             sample_cell[p as usize] = current[levels - 1];
-            previous = Some(key);
+            std::mem::swap(&mut prefix, &mut previous);
         }
         BatchCells { links, sample_cell }
     }
@@ -255,6 +294,79 @@ impl MultiResGrid {
                 .map(|(a, &xa)| term(a, xa as usize))
                 .sum(),
         })
+    }
+}
+
+/// Bits needed to write every value below `bound`.
+fn bits_for(bound: u64) -> u32 {
+    64 - bound.saturating_sub(1).leading_zeros()
+}
+
+/// Sorts `values` by their bits `from..from + width` (least significant digit first, up to 11 bits
+/// a pass); the bits below `from` are carried along unsorted.
+fn radix_sort(values: &mut Vec<u64>, from: u32, width: u32) {
+    let passes = width.div_ceil(11).max(1);
+    let digit_bits = width.div_ceil(passes);
+    let buckets = 1usize << digit_bits;
+    let mask = (buckets - 1) as u64;
+    let mut counts = vec![0usize; buckets * passes as usize];
+    for &v in values.iter() {
+        for pass in 0..passes {
+            let digit = ((v >> (from + pass * digit_bits)) & mask) as usize;
+            counts[pass as usize * buckets + digit] += 1;
+        }
+    }
+    let mut scratch = vec![0u64; values.len()];
+    for pass in 0..passes {
+        let counts = &mut counts[pass as usize * buckets..][..buckets];
+        if counts.contains(&values.len()) {
+            continue; // every value has the same digit: the pass would not move anything
+        }
+        let mut start = 0;
+        for c in counts.iter_mut() {
+            let k = *c;
+            *c = start;
+            start += k;
+        }
+        let shift = from + pass * digit_bits;
+        for &v in values.iter() {
+            let digit = ((v >> shift) & mask) as usize;
+            scratch[counts[digit]] = v;
+            counts[digit] += 1;
+        }
+        std::mem::swap(values, &mut scratch);
+    }
+}
+
+/// Division by a fixed divisor with one multiply where dividend and divisor fit 32 bits: with
+/// `c = ceil(2^64 / d)`, `floor(n / d) = floor(c n / 2^64)` for every `n < 2^32` (Lemire, Kaser
+/// and Kurz, "Faster remainder by direct computation", 2019). Plain division otherwise.
+#[derive(Debug, Clone, Copy)]
+struct Divisor {
+    d: u64,
+    /// `ceil(2^64 / d)`, or 0 where the shortcut does not apply.
+    c: u64,
+}
+
+impl Divisor {
+    fn new(d: u64) -> Self {
+        let c = if (2..=u32::MAX as u64).contains(&d) {
+            u64::MAX / d + 1
+        } else {
+            0
+        };
+        Self { d, c }
+    }
+
+    #[inline]
+    fn div(self, n: u64) -> u64 {
+        if self.d == 1 {
+            n
+        } else if self.c != 0 && n <= u32::MAX as u64 {
+            ((self.c as u128 * n as u128) >> 64) as u64
+        } else {
+            n / self.d
+        }
     }
 }
 
@@ -474,27 +586,100 @@ mod tests {
 
     #[test]
     fn batch_cells_match_a_comparison_sort() {
-        let g = MultiResGrid::new(
-            &[48, 30, 8],
-            vec![vec![2, 4, 6], vec![5, 3, 2], vec![2, 2, 2]],
-        )
-        .unwrap();
+        let grids = [
+            // Keys of 14 bits: one or two radix passes.
+            MultiResGrid::new(
+                &[48, 30, 8],
+                vec![vec![2, 4, 6], vec![5, 3, 2], vec![2, 2, 2]],
+            )
+            .unwrap(),
+            // 26-bit keys (the megapixel grid): three passes.
+            MultiResGrid::new(&[8192, 8192], vec![vec![4, 4, 4, 4, 4, 8]; 2]).unwrap(),
+            // 40-bit keys: packed with the sample number, but past the 32-bit division shortcut.
+            MultiResGrid::new(&[1 << 20, 1 << 20], vec![vec![64, 128, 128]; 2]).unwrap(),
+            // 52-bit keys: too wide to share a word with the sample number.
+            MultiResGrid::new(
+                &[1 << 20, 1 << 20, 1 << 12],
+                vec![vec![64, 128, 128], vec![64, 128, 128], vec![16, 16, 16]],
+            )
+            .unwrap(),
+        ];
         let mut rng = crate::rng::Rng::new(4);
-        for n in [0usize, 1, 7, 500, 5000] {
-            let idx: Vec<u32> = (0..n)
-                .flat_map(|_| {
+        for g in &grids {
+            for n in [0usize, 1, 7, 500, 5000] {
+                let mut idx: Vec<u32> = (0..n)
+                    .flat_map(|_| {
+                        g.shape()
+                            .iter()
+                            .map(|&s| (rng.next_u64() % s as u64) as u32)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                // Repeated samples share every cell.
+                let repeat = idx[..idx.len().min(3 * g.dims())].to_vec();
+                idx.extend(repeat);
+                assert_eq!(
+                    g.batch_cells(&idx),
+                    batch_cells_by_sorting(g, &idx),
+                    "{n} samples of {:?}",
                     g.shape()
-                        .iter()
-                        .map(|&s| (rng.next_u64() % s as u64) as u32)
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            assert_eq!(
-                g.batch_cells(&idx),
-                batch_cells_by_sorting(&g, &idx),
-                "{n} samples"
-            );
+                );
+            }
         }
+    }
+
+    #[test]
+    fn division_by_a_fixed_divisor_is_exact() {
+        let divisors = [
+            1u64,
+            2,
+            3,
+            7,
+            1 << 13,
+            48_000,
+            (1 << 31) + 11,
+            u32::MAX as u64,
+        ];
+        let big = [1u64 << 32, (1 << 40) + 3, u64::MAX];
+        for d in divisors.into_iter().chain(big) {
+            let div = Divisor::new(d);
+            let mut rng = crate::rng::Rng::new(d);
+            let edges = [
+                0,
+                1,
+                d - 1,
+                d,
+                d + 1,
+                2 * d.min(1 << 40) - 1,
+                u32::MAX as u64,
+            ];
+            let random = (0..2000).map(|_| rng.next_u64() >> (rng.next_u64() % 64));
+            for n in edges.into_iter().chain(random) {
+                assert_eq!(div.div(n), n / d, "{n} / {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn radix_sort_orders_by_the_chosen_bits_only() {
+        let mut rng = crate::rng::Rng::new(9);
+        let values: Vec<u64> = (0..3000).map(|_| rng.next_u64() >> 20).collect();
+        // Every key the same: the passes that would move nothing are skipped.
+        let same: Vec<u64> = (0..50).map(|_| (5 << 8) | (rng.next_u64() % 256)).collect();
+        for original in [values, same] {
+            let mut v = original.clone();
+            radix_sort(&mut v, 8, 36);
+            assert!(v.windows(2).all(|w| w[0] >> 8 <= w[1] >> 8));
+            let (mut a, mut b) = (v, original);
+            a.sort_unstable();
+            b.sort_unstable();
+            assert_eq!(a, b, "the sort keeps every value");
+        }
+        assert_eq!(bits_for(0), 0);
+        assert_eq!(bits_for(1), 0);
+        assert_eq!(bits_for(2), 1);
+        assert_eq!(bits_for(1 << 26), 26);
+        assert_eq!(bits_for((1 << 26) + 1), 27);
     }
 
     #[test]
