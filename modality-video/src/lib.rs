@@ -216,7 +216,7 @@ fn summary(m: &Metrics) -> String {
 asmr_core::preset!(
     "video",
     "video",
-    "default for clips: 700 full-clip steps of the fast recipe for 3-D signals (minibatches over the memory budget)"
+    "default for clips: 700 full-clip steps of the fast recipe for clips (minibatches over the memory budget)"
 );
 asmr_core::preset!(
     "video",
@@ -234,11 +234,21 @@ asmr_core::preset!(
     "the paper's UVG recipe: 150 x 270 x 480 clips (--frames 150 --size 480x270), grad clip 0.1"
 );
 
+/// ASMR's fast recipe for clips: the 3-D recipe's short second-moment memory, with a rate that
+/// starts at 1e-3 for short schedules and falls to the 3-D recipe's 3e-4 by 700 steps (a schedule
+/// of `S` > 63 steps starts at `sqrt(63 / S)` of it). On two cores a two-minute budget is some 60
+/// full-clip steps, too few for 3e-4; 1e-3 over 700 steps stalls (BENCHMARKS.md, "Video").
+pub const FAST_VIDEO: asmr_core::config::OptimDefaults = asmr_core::config::OptimDefaults {
+    lr: 1e-3,
+    horizon: 63,
+    ..asmr_core::models::asmr::FAST_3D
+};
+
 asmr_core::inventory::submit! {
     asmr_core::FastRecipe {
         modality: "video",
         model: "asmr",
-        optim: asmr_core::models::asmr::FAST_3D,
+        optim: FAST_VIDEO,
     }
 }
 

@@ -398,8 +398,18 @@ fn the_default_takes_the_fast_recipe_and_paper_video_the_papers() {
             c.train.betas,
             c.train.iterations,
             c.net.modulator_scale,
+            c.train.lr_horizon,
         )
     };
-    assert_eq!(train("video"), (3e-4, [0.9, 0.95], 700, 1.0));
-    assert_eq!(train("paper-video"), (1e-4, [0.9, 0.999], 10_000, 1.0));
+    let video = train("video");
+    assert_eq!(video, (1e-3, [0.9, 0.95], 700, 1.0, 63));
+    assert_eq!(train("paper-video"), (1e-4, [0.9, 0.999], 10_000, 1.0, 0));
+    // Short budgets keep the full rate; the 700-step default starts at the 3-D recipe's 3e-4.
+    let (lr, horizon) = (video.0, video.4);
+    assert_eq!(asmr_core::trainer::horizon_scale(horizon, 60), 1.0);
+    let at_700 = lr * asmr_core::trainer::horizon_scale(horizon, 700);
+    assert!(
+        (at_700 - asmr_core::models::asmr::FAST_3D.lr).abs() < 1e-12,
+        "{at_700}"
+    );
 }
