@@ -649,7 +649,7 @@ mod tests {
                 1,
                 d - 1,
                 d,
-                d + 1,
+                d.saturating_add(1),
                 2 * d.min(1 << 40) - 1,
                 u32::MAX as u64,
             ];
