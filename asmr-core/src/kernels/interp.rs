@@ -26,6 +26,8 @@ pub struct Gather {
     bound: usize,
     /// Rows of the table the gather reads from.
     pub table_rows: usize,
+    /// Whether `rows` and `weights` hold the plan; a plan made on a GPU lives only there.
+    on_host: bool,
     /// The plan on a GPU (rows, then the weights' bits), copied there on first use and kept as
     /// long as the plan, so a model's cached full-grid plan is uploaded once, not every step.
     #[cfg(feature = "cuda")]
@@ -51,8 +53,32 @@ impl Gather {
             weights,
             bound,
             table_rows,
+            on_host: true,
             #[cfg(feature = "cuda")]
             uploaded: Default::default(),
+        }
+    }
+
+    /// A plan that a kernel wrote on a GPU (rows, then the weights' bits, `n * groups * corners`
+    /// each), every row below `table_rows` by construction.
+    #[cfg(feature = "cuda")]
+    pub fn on_device(
+        n: usize,
+        groups: usize,
+        corners: usize,
+        table_rows: usize,
+        plan: super::cuda::device::Uploaded,
+    ) -> Self {
+        Self {
+            n,
+            groups,
+            corners,
+            rows: Vec::new(),
+            weights: Vec::new(),
+            bound: 0,
+            table_rows,
+            on_host: false,
+            uploaded: plan,
         }
     }
 
@@ -78,7 +104,11 @@ impl Gather {
     fn check(&self, table: &Tensor) -> Result<usize> {
         let (t, f) = table.dims2()?;
         let len = self.n * self.groups * self.corners;
-        if t != self.table_rows || self.rows.len() != len || self.weights.len() != len {
+        let held = !self.on_host || (self.rows.len() == len && self.weights.len() == len);
+        if !self.on_host && table.device().is_cpu() {
+            candle_core::bail!("interpolation plan made on a GPU for a table on the CPU");
+        }
+        if t != self.table_rows || !held {
             candle_core::bail!(
                 "interpolation plan does not match its table ({t} rows, plan for {})",
                 self.table_rows
@@ -116,8 +146,11 @@ pub fn interpolate(table: &Tensor, plan: &Arc<Gather>, k: Kernels) -> Result<Ten
     }
 }
 
-/// The reference path, on any device.
+/// The reference path, on any device (for a plan held on the host).
 pub fn interpolate_plain(table: &Tensor, plan: &Gather, f: usize) -> Result<Tensor> {
+    if !plan.on_host {
+        candle_core::bail!("interpolation plan made on a GPU: only the fused kernels read it");
+    }
     let dev = table.device();
     let len = plan.rows.len();
     let rows = Tensor::from_slice(&plan.rows, len, dev)?;

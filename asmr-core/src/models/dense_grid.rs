@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
-use super::lattice::{dense_index, for_each_corner};
+use super::lattice::{Lattice, LatticeLevel};
 use super::{all_indices, Model, ModelContext, ModelEntry};
 use crate::config::{auto_list, OptimDefaults, OptionSpec, Section, SectionSpec};
 use crate::error::{Error, Result};
@@ -48,7 +48,7 @@ resolution: auto   # points per axis (one value, or one per axis); auto: half th
 
 pub struct DenseGrid {
     table: Tensor,
-    verts: Vec<usize>,
+    lattice: Lattice,
     shape: Vec<usize>,
     /// The whole-signal gather, built on first use.
     full: OnceLock<Arc<Gather>>,
@@ -80,21 +80,11 @@ impl DenseGrid {
         let verts = resolution(ctx)?;
         let rows: usize = verts.iter().product();
         let table = vb.get_with_hints((rows, ctx.channels), "table", Init::Const(0.0))?;
-        Ok(Self {
-            table,
-            verts,
-            shape: ctx.signal_shape.clone(),
-            full: OnceLock::new(),
-            kernels: ctx.kernels,
-        })
-    }
-
-    fn plan(&self, idx: &[u32]) -> Gather {
-        let d = self.shape.len();
-        let scale: Vec<f32> = self
-            .shape
+        // One lattice, corner to corner: grid index x sits at x (V - 1) / (N - 1).
+        let unit = ctx
+            .signal_shape
             .iter()
-            .zip(&self.verts)
+            .zip(&verts)
             .map(|(&s, &v)| {
                 if s > 1 {
                     (v - 1) as f32 / (s - 1) as f32
@@ -103,16 +93,18 @@ impl DenseGrid {
                 }
             })
             .collect();
-        let mut p = vec![0f32; d];
-        let table_rows = self.verts.iter().product();
-        Gather::for_samples(idx, d, 1, table_rows, |x, rows, weights| {
-            for a in 0..d {
-                p[a] = x[a] as f32 * scale[a];
-            }
-            for_each_corner(&p, &self.verts, |_, v, w| {
-                rows.push(dense_index(v, &self.verts) as u32);
-                weights.push(w);
-            });
+        let level = LatticeLevel {
+            offset: 0,
+            verts,
+            scale: 1.0,
+            hashed: false,
+        };
+        Ok(Self {
+            table,
+            lattice: Lattice::new(unit, vec![level], 0, rows),
+            shape: ctx.signal_shape.clone(),
+            full: OnceLock::new(),
+            kernels: ctx.kernels,
         })
     }
 }
@@ -121,12 +113,13 @@ impl Model for DenseGrid {
     fn forward_grid(&self) -> candle_core::Result<Tensor> {
         let plan = self
             .full
-            .get_or_init(|| Arc::new(self.plan(&all_indices(&self.shape))));
+            .get_or_init(|| Arc::new(self.lattice.plan(&all_indices(&self.shape))));
         interpolate(&self.table, plan, self.kernels)
     }
 
     fn forward_points(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
-        interpolate(&self.table, &Arc::new(self.plan(idx)), self.kernels)
+        let plan = self.lattice.plan_for(idx, &self.table, self.kernels)?;
+        interpolate(&self.table, &Arc::new(plan), self.kernels)
     }
 }
 

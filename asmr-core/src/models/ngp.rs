@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{Module, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use super::lattice::{dense_index, for_each_corner};
+use super::lattice::{Lattice, LatticeLevel};
 use super::{all_indices, Model, ModelContext, ModelEntry};
 use crate::config::{auto_usize, LrSchedule, OptimDefaults, OptionSpec, Section, SectionSpec};
 use crate::error::Result;
@@ -23,19 +23,7 @@ use crate::kernels::interp::{interpolate, Gather};
 use crate::layers::{mlp_macs, Mlp};
 use crate::profile::Profile;
 
-/// The spatial hash's per-axis primes (tiny-cuda-nn's; the first three are the paper's).
-pub const PRIMES: [u32; 8] = [
-    1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737, 3624608617,
-];
-
-/// `XOR_a (v_a * pi_a) mod 2^log2_table`.
-pub fn spatial_hash(vertex: &[u32], log2_table: u32) -> u32 {
-    let h = vertex
-        .iter()
-        .zip(PRIMES)
-        .fold(0u32, |acc, (&v, p)| acc ^ v.wrapping_mul(p));
-    h & ((1u32 << log2_table) - 1)
-}
+pub use super::lattice::{spatial_hash, PRIMES};
 
 /// `net.ngp`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -146,8 +134,7 @@ pub fn levels(ctx: &ModelContext) -> Result<Vec<Level>> {
 pub struct Ngp {
     table: Tensor,
     mlp: Mlp,
-    levels: Vec<Level>,
-    log2_table: u32,
+    lattice: Lattice,
     shape: Vec<usize>,
     full: OnceLock<Arc<Gather>>,
     kernels: crate::kernels::Kernels,
@@ -155,6 +142,27 @@ pub struct Ngp {
 
 fn mlp_sizes(ctx: &ModelContext, g: &NgpConfig) -> Vec<usize> {
     vec![g.levels * g.features, g.hidden, ctx.channels]
+}
+
+/// The encoding's lattices: level `l` spans `u = x / (N - 1)` in `[0, 1]` with `R_l + 1`
+/// vertices per axis.
+fn lattice(ctx: &ModelContext, levels: &[Level], log2_table: u32) -> Lattice {
+    let unit: Vec<f32> = ctx
+        .signal_shape
+        .iter()
+        .map(|&s| if s > 1 { 1.0 / (s - 1) as f32 } else { 0.0 })
+        .collect();
+    let lattice_levels = levels
+        .iter()
+        .map(|l| LatticeLevel {
+            offset: l.offset,
+            verts: vec![l.resolution + 1; unit.len()],
+            scale: l.resolution as f32,
+            hashed: l.hashed,
+        })
+        .collect();
+    let rows = levels.iter().map(|l| l.rows).sum();
+    Lattice::new(unit, lattice_levels, log2_table, rows)
 }
 
 impl Ngp {
@@ -173,41 +181,10 @@ impl Ngp {
         Ok(Self {
             table,
             mlp: Mlp::relu(&mlp_sizes(ctx, &g), vb.pp("mlp"))?.with_kernels(ctx.kernels),
-            levels,
-            log2_table: g.log2_table,
+            lattice: lattice(ctx, &levels, g.log2_table),
             shape: ctx.signal_shape.clone(),
             full: OnceLock::new(),
             kernels: ctx.kernels,
-        })
-    }
-
-    fn plan(&self, idx: &[u32]) -> Gather {
-        let d = self.shape.len();
-        let unit: Vec<f32> = self
-            .shape
-            .iter()
-            .map(|&s| if s > 1 { 1.0 / (s - 1) as f32 } else { 0.0 })
-            .collect();
-        let mut p = vec![0f32; d];
-        let mut verts = vec![0usize; d];
-        let table_rows = self.levels.iter().map(|l| l.rows).sum();
-        Gather::for_samples(idx, d, self.levels.len(), table_rows, |x, rows, weights| {
-            for level in &self.levels {
-                let r = level.resolution;
-                for a in 0..d {
-                    p[a] = x[a] as f32 * unit[a] * r as f32;
-                    verts[a] = r + 1;
-                }
-                for_each_corner(&p, &verts, |_, v, w| {
-                    let local = if level.hashed {
-                        spatial_hash(v, self.log2_table) as usize
-                    } else {
-                        dense_index(v, &verts)
-                    };
-                    rows.push((level.offset + local) as u32);
-                    weights.push(w);
-                });
-            }
         })
     }
 }
@@ -216,13 +193,14 @@ impl Model for Ngp {
     fn forward_grid(&self) -> candle_core::Result<Tensor> {
         let plan = self
             .full
-            .get_or_init(|| Arc::new(self.plan(&all_indices(&self.shape))));
+            .get_or_init(|| Arc::new(self.lattice.plan(&all_indices(&self.shape))));
         self.mlp
             .forward(&interpolate(&self.table, plan, self.kernels)?)
     }
 
     fn forward_points(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
-        let features = interpolate(&self.table, &Arc::new(self.plan(idx)), self.kernels)?;
+        let plan = self.lattice.plan_for(idx, &self.table, self.kernels)?;
+        let features = interpolate(&self.table, &Arc::new(plan), self.kernels)?;
         self.mlp.forward(&features)
     }
 }

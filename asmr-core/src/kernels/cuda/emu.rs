@@ -298,6 +298,102 @@ mod tests {
         assert_close(&gt, &g[0], 1e-4, "interpolation backward");
     }
 
+    /// The corner kernel writes the host's plan bit for bit: hashed and dense levels, one to three
+    /// axes, an axis of one sample, and samples on the lattice's last vertex.
+    #[test]
+    fn lattice_corners() {
+        use crate::models::lattice::{Lattice, LatticeLevel};
+        let level = |offset, verts: Vec<usize>, scale, hashed| LatticeLevel {
+            offset,
+            verts,
+            scale,
+            hashed,
+        };
+        let cases = [
+            // A dense grid of 7 x 5 vertices over a 40 x 9 signal.
+            (
+                vec![40, 9],
+                Lattice::new(
+                    vec![6.0 / 39.0, 4.0 / 8.0],
+                    vec![level(0, vec![7, 5], 1.0, false)],
+                    0,
+                    35,
+                ),
+            ),
+            // Instant-NGP's levels over a 300 x 200 image: two dense, two hashed into 2^6 rows.
+            (
+                vec![300, 200],
+                Lattice::new(
+                    vec![1.0 / 299.0, 1.0 / 199.0],
+                    vec![
+                        level(0, vec![3, 3], 2.0, false),
+                        level(9, vec![6, 6], 5.0, false),
+                        level(45, vec![17, 17], 16.0, true),
+                        level(109, vec![300, 300], 299.0, true),
+                    ],
+                    6,
+                    173,
+                ),
+            ),
+            // Three axes, the last of one sample; audio's one axis.
+            (
+                vec![33, 20, 1],
+                Lattice::new(
+                    vec![1.0 / 32.0, 1.0 / 19.0, 0.0],
+                    vec![
+                        level(0, vec![4, 4, 4], 3.0, false),
+                        level(64, vec![41, 41, 41], 40.0, true),
+                    ],
+                    9,
+                    576,
+                ),
+            ),
+            (
+                vec![1000],
+                Lattice::new(
+                    vec![1.0 / 999.0],
+                    vec![level(0, vec![65], 64.0, false)],
+                    0,
+                    65,
+                ),
+            ),
+        ];
+        let mut rng = crate::rng::Rng::new(8);
+        for (shape, lattice) in &cases {
+            let n = 400;
+            let mut idx: Vec<u32> = (0..n)
+                .flat_map(|_| {
+                    shape
+                        .iter()
+                        .map(|&s| (rng.next_u64() % s as u64) as u32)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            idx.extend(shape.iter().map(|&s| s as u32 - 1));
+            let n = n + 1;
+            let want = lattice.plan(&idx);
+            let (words, level_at) = lattice.constants();
+            let args = k::LatticeArgs {
+                d: lattice.dims(),
+                levels: lattice.levels().len(),
+                log2_table: lattice.log2_table(),
+                scale: addr(&words),
+                level: addr(&words[level_at..]),
+            };
+            let len = (n * lattice.levels().len()) << lattice.dims();
+            let (mut rows, mut weights) = (vec![u32::MAX; len], vec![f32::NAN; len]);
+            k::lattice_corners(&Emu, args, n, addr(&idx), dst(&mut rows), dst(&mut weights))
+                .unwrap();
+            assert_eq!(rows, want.rows(), "rows over {shape:?}");
+            let bits = |w: &[f32]| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&weights),
+                bits(want.weights()),
+                "weights over {shape:?}"
+            );
+        }
+    }
+
     /// The maps a level runs on: a full grid's (every coarse cell has the same children, in raster
     /// order) and a deduplicated batch's (sorted parents, some cells absent).
     fn maps() -> Vec<(&'static str, Arc<LevelMap>)> {

@@ -273,6 +273,45 @@ pub fn interp_bwd(e: &impl Exec, p: InterpPlan, f: usize, g: Ptr, out: Ptr) -> R
     )
 }
 
+/// A lattice encoding's constants on the device, as `Lattice::constants` lays them out: `scale`
+/// (`d` units, then a factor per level) and `level` (`2 + d` words per level).
+#[derive(Debug, Clone, Copy)]
+pub struct LatticeArgs {
+    pub d: usize,
+    pub levels: usize,
+    pub log2_table: u32,
+    pub scale: Ptr,
+    pub level: Ptr,
+}
+
+/// The interpolation plan of `samples` grid indices (`idx`, `d` u32 per sample): every sample's
+/// `levels x 2^d` table rows into `rows` (u32) and weights into `weights`.
+pub fn lattice_corners(
+    e: &impl Exec,
+    a: LatticeArgs,
+    samples: usize,
+    idx: Ptr,
+    rows: Ptr,
+    weights: Ptr,
+) -> Result<()> {
+    if a.d == 0 || a.d > 8 {
+        candle_core::bail!("lattice corners: {} axes (1 to 8 supported)", a.d);
+    }
+    let n = samples * a.levels;
+    let args = [
+        Arg::U64(n as u64),
+        Arg::U32(a.d as u32),
+        Arg::U32(u32_of(a.levels, "levels")?),
+        Arg::U32(a.log2_table),
+        Arg::Ptr(idx),
+        Arg::Ptr(a.scale),
+        Arg::Ptr(a.level),
+        Arg::Ptr(rows),
+        Arg::Ptr(weights),
+    ];
+    e.launch(Source::Scatter, "lattice_corners", blocks(n), &args)
+}
+
 /// A level transition's links on the device (all u32; see `LevelMap::packed`).
 #[derive(Debug, Clone, Copy)]
 pub struct Links {
