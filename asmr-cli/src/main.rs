@@ -1129,13 +1129,13 @@ fn preset_recipe(name: &str) -> Result<String> {
             .collect::<Vec<_>>()
             .join(" x "),
     };
-    let schedule = if c.train.minibatch() {
-        format!(
-            "{} epochs of {}-sample batches",
-            c.train.epochs, c.train.batch
-        )
-    } else {
-        format!("{} steps", c.train.iterations)
+    let schedule = match (c.train.minibatch(), c.train.epochs) {
+        (true, Some(epochs)) => format!("{epochs} epochs of {}-sample batches", c.train.batch),
+        (true, None) => format!(
+            "{} steps of {}-sample batches",
+            c.train.iterations, c.train.batch
+        ),
+        (false, _) => format!("{} steps", c.train.iterations),
     };
     let recipe = match c.train.recipe {
         asmr_core::config::Recipe::Paper => "paper recipe",

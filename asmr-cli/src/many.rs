@@ -304,8 +304,9 @@ fn estimate(shared: &Shared, spec: &RunSpec, device: &Device) -> Result<f64> {
     let r = asmr_core::bench::bench_model(&case, &signal, 2, device)?;
     let seconds = if t.minibatch() {
         let per_epoch = n.div_ceil(t.batch.max(1));
-        let evals = t.epochs.div_ceil(t.eval_every.max(1));
-        (t.epochs * per_epoch) as f64 * r.step_median()
+        let epochs = t.epochs_for(per_epoch);
+        let evals = epochs.div_ceil(t.eval_every.max(1));
+        (epochs * per_epoch) as f64 * r.step_median()
             + (evals * per_epoch) as f64 * r.infer_median()
     } else {
         t.iterations as f64 * r.step_median()

@@ -129,7 +129,7 @@ impl Observer for Progress {
     }
 
     fn evaluated(&mut self, t: &Trainer, psnr: f64) -> asmr_core::Result<()> {
-        let epochs = t.train_config().epochs;
+        let epochs = t.total_epochs();
         self.line(&format!(
             "epoch {}/{epochs}: PSNR {psnr:.2} dB (best {:.2} dB)",
             t.epoch(),
@@ -144,7 +144,7 @@ impl Observer for Progress {
 }
 
 /// The hint for a long run, naming the option that sets its length: minibatch runs are as long as
-/// their epochs, and `--iterations` does not change them.
+/// their epochs (`--iterations` counts only while the epochs are `auto`).
 fn long_run_line(left: f64, rate: f64, minibatch: bool) -> String {
     let length = if minibatch {
         "--epochs N"

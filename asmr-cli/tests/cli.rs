@@ -516,7 +516,38 @@ fn too_large_for_the_memory_budget_switches_to_minibatches() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("minibatches"));
     let cfg = std::fs::read_to_string(dir.path().join("run/config.yaml")).unwrap();
     assert!(cfg.contains("batch: 280"), "{cfg}"); // the whole 14 x 20 image, one batch an epoch
-    assert!(cfg.contains("epochs: 6"), "{cfg}");
+    assert!(cfg.contains("epochs: auto"), "{cfg}");
+    assert_eq!(read_metrics(dir.path(), "run")["steps"], 6);
+}
+
+/// Without `--epochs`, a minibatch run is as long as `--iterations` asks, in whole epochs; an
+/// explicit `--epochs` sets the length itself.
+#[test]
+fn minibatch_runs_take_their_length_from_the_iterations_unless_the_epochs_are_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = small_photo(dir.path());
+    let fit = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "fit",
+            "image",
+            photo.to_str().unwrap(),
+            "--out",
+            out,
+            "-q",
+            "--set",
+            "net.hidden=16",
+            "--batch",
+            "70",
+            "--set",
+            "train.sampler_grid=[7,10]",
+        ];
+        args.extend_from_slice(extra);
+        ok(&args, dir.path());
+        read_metrics(dir.path(), out)["steps"].as_u64().unwrap()
+    };
+    // 4 batches an epoch: 10 steps take 3 epochs.
+    assert_eq!(fit("it", &["--iterations", "10"]), 12);
+    assert_eq!(fit("ep", &["--iterations", "10", "--epochs", "1"]), 4);
 }
 
 #[test]

@@ -105,7 +105,10 @@ pub struct TrainConfig {
     #[serde(default = "auto_strategy")]
     pub strategy: String,
     pub batch: usize,
-    pub epochs: usize,
+    /// Passes over the signal in minibatch mode; `None` (`auto`): as many as `iterations` steps
+    /// take, rounded up to whole epochs.
+    #[serde(with = "auto_usize")]
+    pub epochs: Option<usize>,
     pub sampler_grid: Vec<usize>,
     pub eval_every: usize,
     pub micro_batch: usize,
@@ -151,7 +154,11 @@ pub const TRAIN_OPTIONS: &[OptionSpec] = &[
         "batch",
         "Minibatch training with N samples per batch, uniform grid sampler",
     ),
-    OptionSpec::value("epochs", "epochs", "Minibatch mode: passes over the signal"),
+    OptionSpec::value(
+        "epochs",
+        "epochs",
+        "Minibatch mode: passes over the signal (auto: enough for --iterations steps)",
+    ),
     OptionSpec::value(
         "eval_every",
         "eval-every",
@@ -215,6 +222,14 @@ impl TrainConfig {
                     .map_or(1.0, |(_, f)| *f)
             })
             .collect())
+    }
+
+    /// Epochs of a minibatch run of `per_epoch` batches an epoch: `epochs`, or with `auto` the
+    /// fewest that hold `iterations` steps.
+    pub fn epochs_for(&self, per_epoch: usize) -> usize {
+        self.epochs
+            .unwrap_or_else(|| self.iterations.div_ceil(per_epoch.max(1)))
+            .max(1)
     }
 
     /// Minibatch training (a sampler, epochs) rather than full-grid steps.
@@ -397,7 +412,11 @@ impl Config {
             pos("net.bases", !l.contains(&0), "bases must be at least 1")?;
         }
         pos("train.iterations", t.iterations >= 1, "must be at least 1")?;
-        pos("train.epochs", t.epochs >= 1, "must be at least 1")?;
+        pos(
+            "train.epochs",
+            t.epochs.is_none_or(|e| e >= 1),
+            "must be auto or at least 1",
+        )?;
         pos("train.eval_every", t.eval_every >= 1, "must be at least 1")?;
         pos(
             "train.lr",

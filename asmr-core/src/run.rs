@@ -225,13 +225,14 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
             let batch = AUTO_BATCH.min(signal.info.num_samples());
             let per_epoch = signal.info.num_samples().div_ceil(batch);
             config.train.batch = batch;
-            config.train.epochs = (config.train.iterations / per_epoch).max(1);
+            // As many steps as asked for, in whole epochs.
+            config.train.epochs = None;
             observer.note(&format!(
                 "a full-grid step would need about {:.1} GiB (budget {:.1} GiB): training on \
                  minibatches of {batch} samples for {} epochs instead",
                 need as f64 / GIB,
                 budget as f64 / GIB,
-                config.train.epochs
+                config.train.epochs_for(per_epoch)
             ));
         }
     }

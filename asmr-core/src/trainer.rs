@@ -305,7 +305,8 @@ impl<'a> Trainer<'a> {
                 && self.elapsed() >= self.config.time_limit)
     }
 
-    /// Switch to minibatch mode: batches from `source`, `train.epochs` epochs, the learning rate
+    /// Switch to minibatch mode: batches from `source`, `train.epochs` epochs (auto: enough for
+    /// `train.iterations` steps), the learning rate
     /// stepped once per epoch.
     pub fn set_batches(&mut self, source: Box<dyn BatchSource + 'a>) {
         self.steps_per_epoch = Some(source.batches_per_epoch().max(1));
@@ -325,9 +326,15 @@ impl<'a> Trainer<'a> {
     /// Steps of the whole run.
     pub fn total_steps(&self) -> usize {
         match self.steps_per_epoch {
-            Some(spe) => spe * self.config.epochs,
+            Some(spe) => spe * self.config.epochs_for(spe),
             None => self.config.iterations,
         }
+    }
+
+    /// Epochs of the whole run (minibatch mode).
+    pub fn total_epochs(&self) -> usize {
+        self.steps_per_epoch
+            .map_or(0, |spe| self.config.epochs_for(spe))
     }
 
     /// Epochs completed (minibatch mode).

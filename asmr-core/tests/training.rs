@@ -182,7 +182,7 @@ fn minibatch_config(epochs: usize) -> Config {
     cfg.net.bases = asmr_core::Bases::Auto;
     cfg.net.hidden = 32;
     cfg.train.batch = 64;
-    cfg.train.epochs = epochs;
+    cfg.train.epochs = Some(epochs);
     cfg.train.sampler_grid = vec![4];
     cfg.train.micro_batch = 40; // chunks of 40 + 24: the summed gradient must equal the batch's
     cfg
