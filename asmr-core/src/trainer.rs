@@ -125,15 +125,26 @@ pub fn micro_batch(train: &TrainConfig, device: &candle_core::Device) -> usize {
     }
 }
 
-/// MSE loss (for the gradient), its value, and the MSE of the prediction clamped to `[0, 1]` (for
-/// the PSNR); both values come back in one copy (on a GPU, one wait for the device per step).
-fn losses(out: &Tensor, target: &Tensor) -> Result<(Tensor, f32, f64)> {
+/// MSE loss (for the gradient) and, still on the device, its value with the MSE of the prediction
+/// clamped to `[0, 1]` (for the PSNR) as a pair. A step reads its pairs with [`read_losses`] after
+/// its backward is queued, so a GPU runs forward and backward without waiting for the host between
+/// them, and waits once per step.
+fn losses(out: &Tensor, target: &Tensor) -> Result<(Tensor, Tensor)> {
     let loss = (out - target)?.sqr()?.mean_all()?;
     let clamped = (out.detach().clamp(0f32, 1f32)? - target)?
         .sqr()?
         .mean_all()?;
-    let values = Tensor::stack(&[&loss.detach(), &clamped], 0)?.to_vec1::<f32>()?;
-    Ok((loss, values[0], values[1] as f64))
+    let values = Tensor::stack(&[&loss.detach(), &clamped], 0)?;
+    Ok((loss, values))
+}
+
+/// The `(loss, clamped MSE)` pairs of [`losses`], in one copy to the host.
+fn read_losses(pairs: &[Tensor]) -> Result<Vec<(f32, f64)>> {
+    let values = Tensor::stack(pairs, 0)?.flatten_all()?.to_vec1::<f32>()?;
+    Ok(values
+        .chunks_exact(2)
+        .map(|v| (v[0], v[1] as f64))
+        .collect())
 }
 
 /// Scale all gradients so that their global L2 norm is at most `max_norm` (PyTorch's
@@ -397,8 +408,9 @@ impl<'a> Trainer<'a> {
             Error::Invalid("full-grid step on a trainer set up for minibatches".into())
         })?;
         let out = self.model.model.forward_grid()?;
-        let (loss, value, mse) = losses(&out, target)?;
+        let (loss, pair) = losses(&out, target)?;
         let grads = loss.backward()?;
+        let (value, mse) = read_losses(&[pair])?[0];
         let psnr = psnr_from_mse(mse, 1.0);
         self.apply(grads, value, psnr, true)
     }
@@ -413,7 +425,7 @@ impl<'a> Trainer<'a> {
         let n = idx.len() / d;
         let chunk = micro_batch(&self.config, &self.model.device);
         let mut total: Option<candle_core::backprop::GradStore> = None;
-        let (mut loss_sum, mut mse_sum) = (0f64, 0f64);
+        let (mut pairs, mut weights) = (Vec::new(), Vec::new());
         let vars = self.model.params.vars();
         for start in (0..n).step_by(chunk.max(1)) {
             let len = chunk.min(n - start);
@@ -422,10 +434,10 @@ impl<'a> Trainer<'a> {
                 .model
                 .forward_points(&idx[start * d..(start + len) * d])?;
             let t = target.narrow(0, start, len)?;
-            let (loss, value, mse) = losses(&out, &t)?;
+            let (loss, pair) = losses(&out, &t)?;
             let weight = len as f64 / n as f64;
-            loss_sum += value as f64 * weight;
-            mse_sum += mse * weight;
+            pairs.push(pair);
+            weights.push(weight);
             let grads = (loss * weight)?.backward()?;
             total = Some(match total {
                 None => grads,
@@ -444,6 +456,11 @@ impl<'a> Trainer<'a> {
             });
         }
         let grads = total.ok_or_else(|| Error::Invalid("an empty batch".into()))?;
+        let (mut loss_sum, mut mse_sum) = (0f64, 0f64);
+        for ((value, mse), weight) in read_losses(&pairs)?.into_iter().zip(weights) {
+            loss_sum += value as f64 * weight;
+            mse_sum += mse * weight;
+        }
         self.apply(grads, loss_sum as f32, psnr_from_mse(mse_sum, 1.0), false)
     }
 

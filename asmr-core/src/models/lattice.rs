@@ -129,8 +129,9 @@ impl Lattice {
         let (d, groups) = (self.dims(), self.levels.len());
         let (n, corners) = (idx.len() / d, 1usize << d);
         let len = n * groups * corners;
-        let (words, level_at) = self.constants();
-        let consts = self.uploaded.get(dev, || words)?;
+        let consts = self.uploaded.get(dev, || self.constants().0)?;
+        // The level words follow the d units and the level scales.
+        let level_at = d + groups;
         let samples = dev.clone_htod(idx)?;
         // SAFETY: the kernel writes every row and weight before anything reads the plan.
         let plan = unsafe { dev.alloc::<u32>((2 * len).max(1))? };

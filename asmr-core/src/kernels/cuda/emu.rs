@@ -373,6 +373,8 @@ mod tests {
             let n = n + 1;
             let want = lattice.plan(&idx);
             let (words, level_at) = lattice.constants();
+            // Where `Lattice::plan_for` expects the level words on a GPU.
+            assert_eq!(level_at, lattice.dims() + lattice.levels().len());
             let args = k::LatticeArgs {
                 d: lattice.dims(),
                 levels: lattice.levels().len(),
