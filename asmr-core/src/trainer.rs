@@ -154,12 +154,19 @@ pub fn clip_grad_norm(
     vars: &[(String, candle_core::Var)],
     max_norm: f64,
 ) -> Result<f64> {
-    let mut sq = 0f64;
-    for (_, v) in vars {
-        if let Some(g) = grads.get(v) {
-            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
-    }
+    // Each gradient's squared norm stays on the device until one copy reads them all.
+    let sums = vars
+        .iter()
+        .filter_map(|(_, v)| grads.get(v).map(|g| g.sqr()?.sum_all()))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let sq = if sums.is_empty() {
+        0.0
+    } else {
+        Tensor::stack(&sums, 0)?
+            .to_vec1::<f32>()?
+            .into_iter()
+            .fold(0f64, |acc, s| acc + s as f64)
+    };
     let norm = sq.sqrt();
     let scale = max_norm / (norm + 1e-6);
     if scale < 1.0 {
@@ -593,7 +600,40 @@ impl<'a> Trainer<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::budget_steps;
+    use super::{budget_steps, clip_grad_norm};
+    use candle_core::{Device, Tensor, Var};
+
+    /// Gradients above the norm are scaled onto it (the global norm over every variable); below
+    /// it they are left alone; a variable without a gradient counts for nothing.
+    #[test]
+    fn clipping_scales_the_global_gradient_norm() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let a = Var::new(&[1f32, 2.0], &dev)?;
+        let b = Var::new(&[[3f32], [4.0]], &dev)?;
+        let idle = Var::new(&[5f32], &dev)?;
+        let vars: Vec<(String, Var)> = [("a", &a), ("b", &b), ("idle", &idle)]
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v.clone()))
+            .collect();
+        // Gradients [3, 4] and [[0], [12]]: global norm 13.
+        let wa = Tensor::new(&[3f32, 4.0], &dev)?;
+        let wb = Tensor::new(&[[0f32], [12.0]], &dev)?;
+        let loss = ((a.as_tensor() * &wa)?.sum_all()? + (b.as_tensor() * &wb)?.sum_all()?)?;
+        let host = |g: &candle_core::backprop::GradStore, v: &Var| -> Vec<f32> {
+            g.get(v).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+        };
+        let mut grads = loss.backward()?;
+        let norm = clip_grad_norm(&mut grads, &vars, 6.5).unwrap();
+        assert!((norm - 13.0).abs() < 1e-5, "{norm}");
+        let (ga, gb) = (host(&grads, &a), host(&grads, &b));
+        for (got, want) in ga.iter().chain(&gb).zip([1.5f32, 2.0, 0.0, 6.0]) {
+            assert!((got - want).abs() < 1e-4, "{ga:?} {gb:?}");
+        }
+        let mut grads = loss.backward()?;
+        clip_grad_norm(&mut grads, &vars, 20.0).unwrap();
+        assert_eq!(host(&grads, &a), vec![3.0, 4.0]);
+        Ok(())
+    }
 
     #[test]
     fn a_budget_is_the_steps_its_time_allows_within_the_run() {
