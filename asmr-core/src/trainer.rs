@@ -180,6 +180,36 @@ pub fn clip_grad_norm(
     Ok(norm)
 }
 
+/// A minibatch ready to run: its grid indices, target rows, and each micro-batch's `(start, len)`
+/// with the model's prepared forward ([`crate::models::Model::prepare_points`]).
+struct ReadyBatch {
+    idx: Vec<u32>,
+    target: Tensor,
+    chunks: Vec<(usize, usize, Option<crate::models::Prepared>)>,
+}
+
+impl ReadyBatch {
+    fn new(model: &BuiltModel, idx: Vec<u32>, target: Tensor, chunk: usize) -> Result<Self> {
+        let d = model.context.dims();
+        let n = idx.len() / d;
+        let chunks = (0..n)
+            .step_by(chunk.max(1))
+            .map(|start| {
+                let len = chunk.min(n - start);
+                let prepared = model
+                    .model
+                    .prepare_points(&idx[start * d..(start + len) * d])?;
+                Ok((start, len, prepared))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            idx,
+            target,
+            chunks,
+        })
+    }
+}
+
 pub struct Trainer<'a> {
     pub model: &'a BuiltModel,
     signal: &'a Signal,
@@ -196,6 +226,8 @@ pub struct Trainer<'a> {
     /// Minibatch mode: where batches come from, and how many make an epoch.
     batches: Option<Box<dyn BatchSource + 'a>>,
     steps_per_epoch: Option<usize>,
+    /// Make the next minibatch ready on a worker thread while a step runs.
+    prefetch: bool,
     started: Instant,
     /// The step this process started from (after a resume, the checkpoint's).
     first_step: usize,
@@ -271,6 +303,7 @@ impl<'a> Trainer<'a> {
             elapsed_before: 0.0,
             batches: None,
             steps_per_epoch: None,
+            prefetch: !model.device.is_cpu(),
             started: Instant::now(),
             first_step: 0,
             budget_steps: None,
@@ -329,6 +362,14 @@ impl<'a> Trainer<'a> {
     pub fn set_batches(&mut self, source: Box<dyn BatchSource + 'a>) {
         self.steps_per_epoch = Some(source.batches_per_epoch().max(1));
         self.batches = Some(source);
+    }
+
+    /// Whether minibatch mode makes the next batch ready on a worker thread while a step runs:
+    /// by default on GPUs, whose steps would otherwise wait for the host. On the CPU the worker
+    /// would take a core from the step's own threads (measured 4% slower on flower), so batches are
+    /// made ready between steps there. Either way the steps are the same.
+    pub fn set_prefetch(&mut self, on: bool) {
+        self.prefetch = on;
     }
 
     /// The training settings this trainer runs with.
@@ -428,18 +469,27 @@ impl<'a> Trainer<'a> {
     /// bounded. The PSNR it reports is the batch's; best-step tracking is left to
     /// [`Trainer::record_evaluation`].
     pub fn step_points(&mut self, idx: &[u32], target: &Tensor) -> Result<StepRecord> {
+        let chunk = micro_batch(&self.config, &self.model.device);
+        let ready = ReadyBatch::new(self.model, idx.to_vec(), target.clone(), chunk)?;
+        self.step_ready(ready)
+    }
+
+    fn step_ready(&mut self, ready: ReadyBatch) -> Result<StepRecord> {
+        let ReadyBatch {
+            idx,
+            target,
+            chunks,
+        } = ready;
         let d = self.model.context.dims();
         let n = idx.len() / d;
-        let chunk = micro_batch(&self.config, &self.model.device);
         let mut total: Option<candle_core::backprop::GradStore> = None;
         let (mut pairs, mut weights) = (Vec::new(), Vec::new());
         let vars = self.model.params.vars();
-        for start in (0..n).step_by(chunk.max(1)) {
-            let len = chunk.min(n - start);
+        for (start, len, prepared) in chunks {
             let out = self
                 .model
                 .model
-                .forward_points(&idx[start * d..(start + len) * d])?;
+                .forward_prepared(&idx[start * d..(start + len) * d], prepared)?;
             let t = target.narrow(0, start, len)?;
             let (loss, pair) = losses(&out, &t)?;
             let weight = len as f64 / n as f64;
@@ -524,12 +574,46 @@ impl<'a> Trainer<'a> {
     /// the end.
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<()> {
         observer.started(self)?;
+        let mut batches = self.batches.take();
+        let result = self.run_steps(batches.as_mut(), observer);
+        self.batches = batches;
+        result
+    }
+
+    /// The steps of [`Trainer::run`]. In minibatch mode with [`Trainer::set_prefetch`] the next
+    /// batch is made ready (drawn, its targets gathered, the model's host-side work done) on a
+    /// worker thread while a step runs, so a GPU does not wait for the host between steps.
+    fn run_steps(
+        &mut self,
+        mut batches: Option<&mut Box<dyn BatchSource + 'a>>,
+        observer: &mut dyn Observer,
+    ) -> Result<()> {
+        let chunk = micro_batch(&self.config, &self.model.device);
+        let (model, signal) = (self.model, self.signal);
+        let ready = |source: &mut Box<dyn BatchSource + 'a>, step: usize, spe: usize| {
+            let idx = source.batch(step / spe, step % spe);
+            let target = target_rows(signal, &idx, &model.device)?;
+            ReadyBatch::new(model, idx, target, chunk)
+        };
+        let mut next: Option<ReadyBatch> = None;
         while !self.is_done() {
-            let mut rec = match (self.batches.as_mut(), self.steps_per_epoch) {
+            let mut rec = match (batches.as_deref_mut(), self.steps_per_epoch) {
                 (Some(source), Some(spe)) => {
-                    let idx = source.batch(self.step / spe, self.step % spe);
-                    let target = target_rows(self.signal, &idx, &self.model.device)?;
-                    self.step_points(&idx, &target)?
+                    let current = match next.take() {
+                        Some(r) => r,
+                        None => ready(source, self.step, spe)?,
+                    };
+                    let following = self.step + 1;
+                    let more = self.prefetch && following < self.total_steps();
+                    let (rec, made) = std::thread::scope(|s| {
+                        let worker = more.then(|| s.spawn(|| ready(source, following, spe)));
+                        let rec = self.step_ready(current);
+                        let made = worker.map(|w| w.join().expect("the batch worker panicked"));
+                        (rec, made)
+                    });
+                    let rec = rec?;
+                    next = made.transpose()?;
+                    rec
                 }
                 _ => self.step()?,
             };

@@ -208,6 +208,18 @@ fn train_epochs(
     stop_after: Option<usize>,
     resume: Option<&std::path::Path>,
 ) -> Trainer<'static> {
+    train_epochs_with(cfg, s, stop_after, resume, None)
+}
+
+/// [`train_epochs`], with the next batch made ready on a worker thread or not (`None`: the
+/// device's default).
+fn train_epochs_with(
+    cfg: &Config,
+    s: &'static Signal,
+    stop_after: Option<usize>,
+    resume: Option<&std::path::Path>,
+    prefetch: Option<bool>,
+) -> Trainer<'static> {
     use asmr_core::sampler::GridSampler;
     let dev = common::devices()[0].clone();
     let built = Box::leak(Box::new(build_model(cfg, &s.info, &dev).unwrap()));
@@ -220,6 +232,9 @@ fn train_epochs(
     )
     .unwrap();
     t.set_batches(Box::new(sampler));
+    if let Some(on) = prefetch {
+        t.set_prefetch(on);
+    }
     if let Some(p) = resume {
         t.resume(&checkpoint::load(p, &dev).unwrap(), p).unwrap();
     }
@@ -255,6 +270,32 @@ fn minibatch_epochs_learn_and_resume_exactly() {
         (resumed.best_step, resumed.best_psnr),
         (full.best_step, full.best_psnr)
     );
+}
+
+/// Batches made ready on a worker thread while a step runs give the same steps as batches made
+/// between steps, for every model that prepares its batches (ASMR's level cells, the grids'
+/// interpolation plans) and one that does not, with micro-batches, and across a stop and resume.
+#[test]
+fn batches_made_ahead_train_like_batches_made_in_turn() {
+    let s: &'static Signal = Box::leak(Box::new(test_signal(&[16, 16], 1)));
+    for model in ["asmr", "ngp", "grid", "siren"] {
+        let mut cfg = minibatch_config(3);
+        cfg.model = model.into();
+        let in_turn = train_epochs_with(&cfg, s, None, None, Some(false));
+        let ahead = train_epochs_with(&cfg, s, None, None, Some(true));
+        assert_eq!(ahead.step, 12, "{model}");
+        assert_eq!(params_of(&ahead), params_of(&in_turn), "{model}");
+        assert_eq!(ahead.best_psnr, in_turn.best_psnr, "{model}");
+    }
+    let cfg = minibatch_config(3);
+    let full = train_epochs_with(&cfg, s, None, None, Some(false));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.safetensors");
+    let half = train_epochs_with(&cfg, s, Some(5), None, Some(true));
+    assert_eq!(half.step, 5);
+    half.save_state(&state, &cfg, s).unwrap();
+    let resumed = train_epochs_with(&cfg, s, None, Some(&state), Some(true));
+    assert_eq!(params_of(&resumed), params_of(&full));
 }
 
 #[test]

@@ -7,9 +7,9 @@ use candle_nn::VarBuilder;
 
 use std::sync::Arc;
 
-use super::{crop_to, Model, ModelContext, ModelEntry};
+use super::{crop_to, Model, ModelContext, ModelEntry, Prepared};
 use crate::error::Result;
-use crate::grid::MultiResGrid;
+use crate::grid::{BatchCells, MultiResGrid};
 use crate::kernels::gather::{gather_rows, RowIndex};
 use crate::kernels::level::{level_forward, LevelMap};
 use crate::kernels::output::level_output;
@@ -136,9 +136,13 @@ impl Asmr {
     /// is computed once and shared by the samples under it (exact: same values and gradients as
     /// the per-sample forward). Fused kernels where the device has them, candle gathers elsewhere.
     pub fn forward_dedup(&self, idx: &[u32], fused: bool) -> candle_core::Result<Tensor> {
+        self.forward_cells(self.grid.batch_cells(idx), fused)
+    }
+
+    /// [`Asmr::forward_dedup`] of a batch already grouped into its level cells.
+    fn forward_cells(&self, cells: BatchCells, fused: bool) -> candle_core::Result<Tensor> {
         let dev = self.level_grids[0].device();
         let fused = fused && self.kernels.fused_on_device(dev);
-        let cells = self.grid.batch_cells(idx);
         let gather = if fused { self.kernels } else { Kernels::Plain };
         let select = Arc::new(RowIndex::new(cells.sample_cell));
         let mut z = self.backbone[0].forward(&self.level_grids[0])?;
@@ -284,6 +288,22 @@ impl Model for Asmr {
 
     fn forward_points(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
         self.forward_dedup(idx, true)
+    }
+
+    /// The batch's level cells.
+    fn prepare_points(&self, idx: &[u32]) -> candle_core::Result<Option<Prepared>> {
+        Ok(Some(Box::new(self.grid.batch_cells(idx))))
+    }
+
+    fn forward_prepared(
+        &self,
+        idx: &[u32],
+        prepared: Option<Prepared>,
+    ) -> candle_core::Result<Tensor> {
+        match prepared.map(|p| p.downcast::<BatchCells>()) {
+            Some(Ok(cells)) => self.forward_cells(*cells, true),
+            _ => self.forward_points(idx),
+        }
     }
 
     fn grid(&self) -> Option<&MultiResGrid> {

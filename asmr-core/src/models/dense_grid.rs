@@ -8,7 +8,7 @@ use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
 use super::lattice::{Lattice, LatticeLevel};
-use super::{all_indices, Model, ModelContext, ModelEntry};
+use super::{all_indices, Model, ModelContext, ModelEntry, Prepared};
 use crate::config::{auto_list, OptimDefaults, OptionSpec, Section, SectionSpec};
 use crate::error::{Error, Result};
 use crate::kernels::interp::{interpolate, Gather};
@@ -120,6 +120,23 @@ impl Model for DenseGrid {
     fn forward_points(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
         let plan = self.lattice.plan_for(idx, &self.table, self.kernels)?;
         interpolate(&self.table, &Arc::new(plan), self.kernels)
+    }
+
+    /// The batch's interpolation plan.
+    fn prepare_points(&self, idx: &[u32]) -> candle_core::Result<Option<Prepared>> {
+        let plan = self.lattice.plan_for(idx, &self.table, self.kernels)?;
+        Ok(Some(Box::new(Arc::new(plan))))
+    }
+
+    fn forward_prepared(
+        &self,
+        idx: &[u32],
+        prepared: Option<Prepared>,
+    ) -> candle_core::Result<Tensor> {
+        match prepared.map(|p| p.downcast::<Arc<Gather>>()) {
+            Some(Ok(plan)) => interpolate(&self.table, &plan, self.kernels),
+            _ => self.forward_points(idx),
+        }
     }
 }
 

@@ -21,6 +21,10 @@ use crate::params::ParamStore;
 use crate::profile::Profile;
 
 /// A network fitted to one signal.
+/// What a model works out on the host for a batch before running it (index plans), made apart
+/// from the forward so that a trainer can make the next batch's while a device runs this one.
+pub type Prepared = Box<dyn std::any::Any + Send>;
+
 pub trait Model: Send + Sync {
     /// The whole signal in raster order, `[N, c]` over the signal's own shape (never its padding).
     /// Models that can share work across the grid (ASMR) do it here.
@@ -28,6 +32,21 @@ pub trait Model: Send + Sync {
 
     /// Any batch of grid indices, `idx` is `[n, d]` row-major; returns `[n, c]`.
     fn forward_points(&self, idx: &[u32]) -> candle_core::Result<Tensor>;
+
+    /// The host-side part of `forward_points(idx)`, for [`Model::forward_prepared`]; `None` where
+    /// a model has none worth doing ahead.
+    fn prepare_points(&self, _idx: &[u32]) -> candle_core::Result<Option<Prepared>> {
+        Ok(None)
+    }
+
+    /// `forward_points(idx)` from what `prepare_points(idx)` returned.
+    fn forward_prepared(
+        &self,
+        idx: &[u32],
+        _prepared: Option<Prepared>,
+    ) -> candle_core::Result<Tensor> {
+        self.forward_points(idx)
+    }
 
     /// The multi-resolution grid the model runs on, when it has one.
     fn grid(&self) -> Option<&MultiResGrid> {

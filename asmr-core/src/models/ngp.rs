@@ -16,7 +16,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use super::lattice::{Lattice, LatticeLevel};
-use super::{all_indices, Model, ModelContext, ModelEntry};
+use super::{all_indices, Model, ModelContext, ModelEntry, Prepared};
 use crate::config::{auto_usize, LrSchedule, OptimDefaults, OptionSpec, Section, SectionSpec};
 use crate::error::Result;
 use crate::kernels::interp::{interpolate, Gather};
@@ -189,19 +189,41 @@ impl Ngp {
     }
 }
 
+impl Ngp {
+    fn forward_plan(&self, plan: &Arc<Gather>) -> candle_core::Result<Tensor> {
+        self.mlp
+            .forward(&interpolate(&self.table, plan, self.kernels)?)
+    }
+}
+
 impl Model for Ngp {
     fn forward_grid(&self) -> candle_core::Result<Tensor> {
         let plan = self
             .full
             .get_or_init(|| Arc::new(self.lattice.plan(&all_indices(&self.shape))));
-        self.mlp
-            .forward(&interpolate(&self.table, plan, self.kernels)?)
+        self.forward_plan(plan)
     }
 
     fn forward_points(&self, idx: &[u32]) -> candle_core::Result<Tensor> {
         let plan = self.lattice.plan_for(idx, &self.table, self.kernels)?;
-        let features = interpolate(&self.table, &Arc::new(plan), self.kernels)?;
-        self.mlp.forward(&features)
+        self.forward_plan(&Arc::new(plan))
+    }
+
+    /// The batch's interpolation plan.
+    fn prepare_points(&self, idx: &[u32]) -> candle_core::Result<Option<Prepared>> {
+        let plan = self.lattice.plan_for(idx, &self.table, self.kernels)?;
+        Ok(Some(Box::new(Arc::new(plan))))
+    }
+
+    fn forward_prepared(
+        &self,
+        idx: &[u32],
+        prepared: Option<Prepared>,
+    ) -> candle_core::Result<Tensor> {
+        match prepared.map(|p| p.downcast::<Arc<Gather>>()) {
+            Some(Ok(plan)) => self.forward_plan(&plan),
+            _ => self.forward_points(idx),
+        }
     }
 }
 
