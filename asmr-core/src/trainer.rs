@@ -357,8 +357,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Switch to minibatch mode: batches from `source`, `train.epochs` epochs (auto: enough for
-    /// `train.iterations` steps), the learning rate
-    /// stepped once per epoch.
+    /// `train.iterations` steps), the learning rate stepped once per epoch.
     pub fn set_batches(&mut self, source: Box<dyn BatchSource + 'a>) {
         self.steps_per_epoch = Some(source.batches_per_epoch().max(1));
         self.batches = Some(source);
@@ -366,8 +365,8 @@ impl<'a> Trainer<'a> {
 
     /// Whether minibatch mode makes the next batch ready on a worker thread while a step runs:
     /// by default on GPUs, whose steps would otherwise wait for the host. On the CPU the worker
-    /// would take a core from the step's own threads (measured 4% slower on flower), so batches are
-    /// made ready between steps there. Either way the steps are the same.
+    /// would take a core from the step's own threads, so batches are made ready between steps
+    /// there (BENCHMARKS.md, "Waits for the device per step"). Either way the steps are the same.
     pub fn set_prefetch(&mut self, on: bool) {
         self.prefetch = on;
     }
