@@ -181,7 +181,7 @@ pub fn clip_grad_norm(
 }
 
 /// A minibatch ready to run: its grid indices, target rows, and each micro-batch's `(start, len)`
-/// with the model's prepared forward ([`crate::models::Model::prepare_points`]).
+/// with, when made ahead, the model's prepared forward ([`crate::models::Model::prepare_points`]).
 struct ReadyBatch {
     idx: Vec<u32>,
     target: Tensor,
@@ -189,16 +189,27 @@ struct ReadyBatch {
 }
 
 impl ReadyBatch {
-    fn new(model: &BuiltModel, idx: Vec<u32>, target: Tensor, chunk: usize) -> Result<Self> {
+    /// With `prepare` every micro-batch's host-side work is done now; otherwise each chunk's is
+    /// done as it runs, so only one chunk's plan is held at a time.
+    fn new(
+        model: &BuiltModel,
+        idx: Vec<u32>,
+        target: Tensor,
+        chunk: usize,
+        prepare: bool,
+    ) -> Result<Self> {
         let d = model.context.dims();
         let n = idx.len() / d;
         let chunks = (0..n)
             .step_by(chunk.max(1))
             .map(|start| {
                 let len = chunk.min(n - start);
-                let prepared = model
-                    .model
-                    .prepare_points(&idx[start * d..(start + len) * d])?;
+                let prepared = match prepare {
+                    true => model
+                        .model
+                        .prepare_points(&idx[start * d..(start + len) * d])?,
+                    false => None,
+                };
                 Ok((start, len, prepared))
             })
             .collect::<Result<_>>()?;
@@ -469,7 +480,7 @@ impl<'a> Trainer<'a> {
     /// [`Trainer::record_evaluation`].
     pub fn step_points(&mut self, idx: &[u32], target: &Tensor) -> Result<StepRecord> {
         let chunk = micro_batch(&self.config, &self.model.device);
-        let ready = ReadyBatch::new(self.model, idx.to_vec(), target.clone(), chunk)?;
+        let ready = ReadyBatch::new(self.model, idx.to_vec(), target.clone(), chunk, false)?;
         self.step_ready(ready)
     }
 
@@ -588,11 +599,11 @@ impl<'a> Trainer<'a> {
         observer: &mut dyn Observer,
     ) -> Result<()> {
         let chunk = micro_batch(&self.config, &self.model.device);
-        let (model, signal) = (self.model, self.signal);
+        let (model, signal, prefetch) = (self.model, self.signal, self.prefetch);
         let ready = |source: &mut Box<dyn BatchSource + 'a>, step: usize, spe: usize| {
             let idx = source.batch(step / spe, step % spe);
             let target = target_rows(signal, &idx, &model.device)?;
-            ReadyBatch::new(model, idx, target, chunk)
+            ReadyBatch::new(model, idx, target, chunk, prefetch)
         };
         let mut next: Option<ReadyBatch> = None;
         while !self.is_done() {
