@@ -124,8 +124,7 @@ impl Model for DenseGrid {
 
     /// The batch's interpolation plan.
     fn prepare_points(&self, idx: &[u32]) -> candle_core::Result<Option<Prepared>> {
-        let plan = self.lattice.plan_for(idx, &self.table, self.kernels)?;
-        Ok(Some(Box::new(Arc::new(plan))))
+        self.lattice.prepare(idx, &self.table, self.kernels)
     }
 
     fn forward_prepared(
@@ -133,9 +132,9 @@ impl Model for DenseGrid {
         idx: &[u32],
         prepared: Option<Prepared>,
     ) -> candle_core::Result<Tensor> {
-        match prepared.map(|p| p.downcast::<Arc<Gather>>()) {
-            Some(Ok(plan)) => interpolate(&self.table, &plan, self.kernels),
-            _ => self.forward_points(idx),
+        match Lattice::prepared_plan(prepared) {
+            Some(plan) => interpolate(&self.table, &plan, self.kernels),
+            None => self.forward_points(idx),
         }
     }
 }

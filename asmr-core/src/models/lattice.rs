@@ -4,6 +4,8 @@
 //! models. A batch's interpolation plan is made where the table lives: on the host, or on a GPU by
 //! a kernel (`cuda/scatter.cu`, `lattice_corners`) from one upload of the batch's grid indices.
 
+use std::sync::Arc;
+
 use candle_core::Tensor;
 
 use crate::kernels::interp::Gather;
@@ -117,6 +119,23 @@ impl Lattice {
         }
         let _ = (table, k);
         Ok(self.plan(idx))
+    }
+
+    /// [`Lattice::plan_for`] as a model's prepared batch ([`super::Model::prepare_points`]).
+    pub fn prepare(
+        &self,
+        idx: &[u32],
+        table: &Tensor,
+        k: Kernels,
+    ) -> candle_core::Result<Option<super::Prepared>> {
+        Ok(Some(Box::new(Arc::new(self.plan_for(idx, table, k)?))))
+    }
+
+    /// The plan in a batch that [`Lattice::prepare`] made.
+    pub fn prepared_plan(prepared: Option<super::Prepared>) -> Option<Arc<Gather>> {
+        prepared
+            .and_then(|p| p.downcast::<Arc<Gather>>().ok())
+            .map(|p| *p)
     }
 
     #[cfg(feature = "cuda")]

@@ -211,8 +211,7 @@ impl Model for Ngp {
 
     /// The batch's interpolation plan.
     fn prepare_points(&self, idx: &[u32]) -> candle_core::Result<Option<Prepared>> {
-        let plan = self.lattice.plan_for(idx, &self.table, self.kernels)?;
-        Ok(Some(Box::new(Arc::new(plan))))
+        self.lattice.prepare(idx, &self.table, self.kernels)
     }
 
     fn forward_prepared(
@@ -220,9 +219,9 @@ impl Model for Ngp {
         idx: &[u32],
         prepared: Option<Prepared>,
     ) -> candle_core::Result<Tensor> {
-        match prepared.map(|p| p.downcast::<Arc<Gather>>()) {
-            Some(Ok(plan)) => self.forward_plan(&plan),
-            _ => self.forward_points(idx),
+        match Lattice::prepared_plan(prepared) {
+            Some(plan) => self.forward_plan(&plan),
+            None => self.forward_points(idx),
         }
     }
 }
