@@ -20,11 +20,11 @@ use crate::grid::MultiResGrid;
 use crate::params::ParamStore;
 use crate::profile::Profile;
 
-/// A network fitted to one signal.
 /// What a model works out on the host for a batch before running it (index plans), made apart
 /// from the forward so that a trainer can make the next batch's while a device runs this one.
 pub type Prepared = Box<dyn std::any::Any + Send>;
 
+/// A network fitted to one signal.
 pub trait Model: Send + Sync {
     /// The whole signal in raster order, `[N, c]` over the signal's own shape (never its padding).
     /// Models that can share work across the grid (ASMR) do it here.
