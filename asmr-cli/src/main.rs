@@ -1023,13 +1023,16 @@ fn bench_table(
     };
     println!("\n**{}** ({what})\n", spec.title);
     let gpu = results.iter().any(|r| r.peak_gpu_bytes.is_some());
+    let prep = spec.batch.is_some();
     println!(
-        "| model | params | MACs/sample | train step (s) | x {b} | samples/s | inference (s) | x {b} | peak RSS |{}",
+        "| model | params | MACs/sample | train step (s) | x {b} | samples/s | inference (s) | x {b} |{} peak RSS |{}",
+        if prep { " batch plan (s) |" } else { "" },
         if gpu { " peak GPU memory |" } else { "" },
         b = base.model
     );
     println!(
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|{}",
+        "|---|---:|---:|---:|---:|---:|---:|---:|{}---:|{}",
+        if prep { "---:|" } else { "" },
         if gpu { "---:|" } else { "" }
     );
     for r in &results {
@@ -1038,8 +1041,13 @@ fn bench_table(
             None if gpu => " |".to_string(),
             None => String::new(),
         };
+        let prep_col = match (prep, r.prepare_median()) {
+            (false, _) => String::new(),
+            (true, Some(s)) => format!(" {s:.4} |"),
+            (true, None) => " — |".to_string(),
+        };
         println!(
-            "| {} | {} | {:.1} | {:.4} | {} | {:.3e} | {:.4} | {} | {:.0} MB |{gpu_col}",
+            "| {} | {} | {:.1} | {:.4} | {} | {:.3e} | {:.4} | {} |{prep_col} {:.0} MB |{gpu_col}",
             r.model,
             r.params,
             r.macs_per_sample,

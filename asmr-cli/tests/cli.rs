@@ -920,6 +920,58 @@ fn shape_fits_renders_and_reports_surface_metrics() {
 }
 
 #[test]
+fn bench_on_minibatches_times_the_batch_plans_of_the_models_that_make_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let common = [
+        "bench",
+        "--shape",
+        "16,12",
+        "--preset",
+        "image",
+        "--repeats",
+        "2",
+        "--batch",
+        "64",
+        "--models",
+        "asmr,siren,ngp",
+        "--set",
+        "net.hidden=8",
+    ];
+    let mut args = common.to_vec();
+    args.push("--json");
+    let out = ok(&args, dir.path());
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let plans: Vec<usize> = rows
+        .iter()
+        .map(|r| r["prepare_seconds"].as_array().unwrap().len())
+        .collect();
+    // ASMR groups the batch into level cells and NGP finds its corners; SIREN has no plan.
+    assert_eq!(plans, [2, 0, 2], "{out}");
+    for r in [&rows[0], &rows[2]] {
+        let s = r["prepare_seconds"][0].as_f64().unwrap();
+        assert!(s > 0.0 && s.is_finite(), "{r}");
+    }
+    let table = ok(&common, dir.path());
+    let siren = table.lines().find(|l| l.starts_with("| siren |")).unwrap();
+    assert!(
+        table.contains("| batch plan (s) |") && siren.contains("| — |"),
+        "{table}"
+    );
+    // Full-grid steps have no batch to plan.
+    let full: Vec<&str> = common
+        .iter()
+        .copied()
+        .filter(|a| !["--batch", "64"].contains(a))
+        .collect();
+    let full = ok(&full, dir.path());
+    assert!(!full.contains("batch plan"), "{full}");
+}
+
+#[test]
 fn bench_times_every_model_and_checks_all_cases_first() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

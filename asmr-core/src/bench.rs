@@ -25,6 +25,11 @@ pub struct BenchResult {
     pub step_seconds: Vec<f64>,
     /// Seconds per full-grid inference (forward only, no gradient bookkeeping).
     pub infer_seconds: Vec<f64>,
+    /// Seconds to prepare one batch's plan (`Model::prepare_points`: ASMR's level cells, the
+    /// grids' interpolation corners): the host work that `fit` does on a worker thread while the
+    /// previous step runs, and that a `bench` step does inline. Empty for full-grid steps and for
+    /// models with nothing to prepare.
+    pub prepare_seconds: Vec<f64>,
     pub peak_rss_bytes: Option<u64>,
     /// Samples one training step fits (the grid, or the batch).
     pub samples_per_step: usize,
@@ -50,6 +55,11 @@ impl BenchResult {
 
     pub fn infer_median(&self) -> f64 {
         median(&self.infer_seconds)
+    }
+
+    /// Median batch preparation, `None` where nothing is prepared.
+    pub fn prepare_median(&self) -> Option<f64> {
+        (!self.prepare_seconds.is_empty()).then(|| median(&self.prepare_seconds))
     }
 
     /// Training samples per second (median step).
@@ -142,6 +152,18 @@ pub fn bench_model(
         infer_seconds.push(t.elapsed().as_secs_f64());
         drop(out);
     }
+    let mut prepare_seconds = Vec::new();
+    if let Some((idx, _)) = &batch {
+        for _ in 0..repeats {
+            let t = Instant::now();
+            let Some(prepared) = built.model.prepare_points(idx)? else {
+                break;
+            };
+            device.synchronize()?;
+            prepare_seconds.push(t.elapsed().as_secs_f64());
+            drop(prepared);
+        }
+    }
     let model = if case.kernels == Kernels::Fused {
         config.model.clone()
     } else {
@@ -155,6 +177,7 @@ pub fn bench_model(
         macs_per_sample: profile.macs_per_sample,
         step_seconds,
         infer_seconds,
+        prepare_seconds,
         peak_rss_bytes: peak_rss(),
         samples_per_step: case.batch.unwrap_or(signal.info.num_samples()),
         peak_gpu_bytes: crate::gpu::peak_memory(device),
