@@ -919,32 +919,34 @@ fn shape_fits_renders_and_reports_surface_metrics() {
     assert!(!dir.path().join("u").exists());
 }
 
+/// `bench` on a 16 x 12 signal, up to its `--repeats` value.
+const SMALL_BENCH: [&str; 6] = [
+    "bench",
+    "--shape",
+    "16,12",
+    "--preset",
+    "image",
+    "--repeats",
+];
+
+/// The result rows of `bench --json`.
+fn json_rows(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 #[test]
 fn bench_on_minibatches_times_the_batch_plans_of_the_models_that_make_one() {
     let dir = tempfile::tempdir().unwrap();
-    let common = [
-        "bench",
-        "--shape",
-        "16,12",
-        "--preset",
-        "image",
-        "--repeats",
-        "2",
-        "--batch",
-        "64",
-        "--models",
-        "asmr,siren,ngp",
-        "--set",
-        "net.hidden=8",
-    ];
-    let mut args = common.to_vec();
+    let mut common = SMALL_BENCH.to_vec();
+    common.extend(["2", "--batch", "64", "--models", "asmr,siren,ngp"]);
+    common.extend(["--set", "net.hidden=8"]);
+    let mut args = common.clone();
     args.push("--json");
     let out = ok(&args, dir.path());
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_rows(&out);
     let plans: Vec<usize> = rows
         .iter()
         .map(|r| r["prepare_seconds"].as_array().unwrap().len())
@@ -975,15 +977,8 @@ fn bench_on_minibatches_times_the_batch_plans_of_the_models_that_make_one() {
 fn bench_times_every_model_and_checks_all_cases_first() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let common = [
-        "bench",
-        "--shape",
-        "16,12",
-        "--preset",
-        "image",
-        "--repeats",
-        "1",
-    ];
+    let mut common = SMALL_BENCH.to_vec();
+    common.push("1");
     let mut args = common.to_vec();
     args.extend([
         "--models",
@@ -992,12 +987,7 @@ fn bench_times_every_model_and_checks_all_cases_first() {
         "net.hidden=8",
         "--json",
     ]);
-    let out = ok(&args, d);
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_rows(&ok(&args, d));
     let names: Vec<&str> = rows.iter().map(|r| r["model"].as_str().unwrap()).collect();
     assert_eq!(names, ["asmr", "asmr (plain)", "siren", "siren (plain)"]);
     for r in &rows {
