@@ -940,9 +940,10 @@ fn json_rows(out: &str) -> Vec<serde_json::Value> {
 #[test]
 fn bench_on_minibatches_times_the_batch_plans_of_the_models_that_make_one() {
     let dir = tempfile::tempdir().unwrap();
-    let mut common = SMALL_BENCH.to_vec();
-    common.extend(["2", "--batch", "64", "--models", "asmr,siren,ngp"]);
-    common.extend(["--set", "net.hidden=8"]);
+    let mut full = SMALL_BENCH.to_vec();
+    full.extend(["2", "--models", "asmr,siren,ngp", "--set", "net.hidden=8"]);
+    let mut common = full.clone();
+    common.extend(["--batch", "64"]);
     let mut args = common.clone();
     args.push("--json");
     let out = ok(&args, dir.path());
@@ -964,11 +965,6 @@ fn bench_on_minibatches_times_the_batch_plans_of_the_models_that_make_one() {
         "{table}"
     );
     // Full-grid steps have no batch to plan.
-    let full: Vec<&str> = common
-        .iter()
-        .copied()
-        .filter(|a| !["--batch", "64"].contains(a))
-        .collect();
     let full = ok(&full, dir.path());
     assert!(!full.contains("batch plan"), "{full}");
 }

@@ -135,33 +135,28 @@ pub fn bench_model(
     step(&mut trainer)?;
     let mut step_seconds = Vec::with_capacity(repeats);
     for _ in 0..repeats {
-        let t = Instant::now();
-        step(&mut trainer)?;
-        device.synchronize()?;
-        step_seconds.push(t.elapsed().as_secs_f64());
+        step_seconds.push(timed(device, || step(&mut trainer))?.1);
     }
     let mut infer_seconds = Vec::with_capacity(repeats);
     for _ in 0..repeats {
-        let t = Instant::now();
-        let out = match &batch {
-            Some((idx, _)) => built.model.forward_points(idx)?,
-            None => built.model.forward_grid()?,
-        }
-        .detach();
-        device.synchronize()?;
-        infer_seconds.push(t.elapsed().as_secs_f64());
+        let (out, seconds) = timed(device, || {
+            Ok(match &batch {
+                Some((idx, _)) => built.model.forward_points(idx)?,
+                None => built.model.forward_grid()?,
+            }
+            .detach())
+        })?;
+        infer_seconds.push(seconds);
         drop(out);
     }
     let mut prepare_seconds = Vec::new();
     if let Some((idx, _)) = &batch {
         for _ in 0..repeats {
-            let t = Instant::now();
-            let Some(prepared) = built.model.prepare_points(idx)? else {
+            let (prepared, seconds) = timed(device, || Ok(built.model.prepare_points(idx)?))?;
+            if prepared.is_none() {
                 break;
-            };
-            device.synchronize()?;
-            prepare_seconds.push(t.elapsed().as_secs_f64());
-            drop(prepared);
+            }
+            prepare_seconds.push(seconds);
         }
     }
     let model = if case.kernels == Kernels::Fused {
@@ -182,6 +177,14 @@ pub fn bench_model(
         samples_per_step: case.batch.unwrap_or(signal.info.num_samples()),
         peak_gpu_bytes: crate::gpu::peak_memory(device),
     })
+}
+
+/// `f`'s value and its seconds, the device's queued work included.
+fn timed<T>(device: &Device, f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let t = Instant::now();
+    let value = f()?;
+    device.synchronize()?;
+    Ok((value, t.elapsed().as_secs_f64()))
 }
 
 /// `n` uniformly random grid indices of the signal (seeded) and their target rows.
