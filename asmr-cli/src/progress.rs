@@ -106,8 +106,16 @@ impl Observer for Progress {
                 left
             };
             if left > LONG_RUN_SECONDS {
-                let minibatch = t.steps_per_epoch().is_some();
-                self.line(&long_run_line(left, rate, minibatch));
+                // Where the time limit sets the run's length there is nothing to suggest.
+                let line = if t.schedule_steps() < t.total_steps() {
+                    format!(
+                        "training for about {} more (the time limit) at {rate:.2} steps/s",
+                        duration(left)
+                    )
+                } else {
+                    long_run_line(left, rate, t.steps_per_epoch().is_some())
+                };
+                self.line(&line);
             }
         }
         let every = (total / 10).max(1);

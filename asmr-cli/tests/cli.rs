@@ -513,11 +513,25 @@ fn too_large_for_the_memory_budget_switches_to_minibatches() {
     ];
     let o = cli(&args, dir.path());
     assert!(o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("minibatches"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("minibatches of 280 samples for 6 epochs"),
+        "{err}"
+    );
     let cfg = std::fs::read_to_string(dir.path().join("run/config.yaml")).unwrap();
     assert!(cfg.contains("batch: 280"), "{cfg}"); // the whole 14 x 20 image, one batch an epoch
     assert!(cfg.contains("epochs: auto"), "{cfg}");
     assert_eq!(read_metrics(dir.path(), "run")["steps"], 6);
+    // Under a time limit the epoch count is the budget's, not yet known.
+    let mut args = args.to_vec();
+    args.extend(["--time-limit", "0.5", "--overwrite"]);
+    let o = cli(&args, dir.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("samples within the time limit instead"),
+        "{err}"
+    );
 }
 
 /// Without `--epochs`, a minibatch run is as long as `--iterations` asks, in whole epochs; an
@@ -1202,6 +1216,31 @@ fn a_time_limit_ends_the_schedule_at_the_budget() {
     // lr goes 1e-3 -> 1e-4 over the schedule: well past its middle at the end of the budget.
     assert!(last[3] < 0.6 * first[3], "lr {} -> {}", first[3], last[3]);
     assert!(last[4] < 3.5, "ran {} s for a 2 s budget", last[4]);
+}
+
+/// Under a time budget, a minibatch run's progress counts the epochs the budget allows, not the
+/// (huge) number the step cap would.
+#[test]
+fn a_time_limited_minibatch_run_counts_the_epochs_of_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = small_photo(dir.path());
+    let photo = photo.to_str().unwrap();
+    let mut args = vec!["fit", "image", photo, "--batch", "64", "--eval-every", "1"];
+    args.extend(["--time-limit", "1.5", "--iterations", "1000000"]);
+    args.extend(["--set", "net.hidden=8", "--out", "t"]);
+    let o = cli(&args, dir.path());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let (done, total): (usize, usize) = err
+        .lines()
+        .rev()
+        .filter_map(|l| l.strip_prefix("epoch ")?.split_once(':'))
+        .find_map(|(count, _)| {
+            let (a, b) = count.split_once('/')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .unwrap_or_else(|| panic!("no epoch line: {err}"));
+    assert!(done > 1 && total <= done + 1, "epoch {done}/{total}: {err}");
 }
 
 /// Output into a pipe closed early (`asmr-cli list | head -1`) ends the process without a panic.

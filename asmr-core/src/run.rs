@@ -227,12 +227,16 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
             config.train.batch = batch;
             // As many steps as asked for, in whole epochs.
             config.train.epochs = None;
+            let length = if config.train.time_limit > 0.0 {
+                "within the time limit".to_string()
+            } else {
+                format!("for {} epochs", config.train.epochs_for(per_epoch))
+            };
             observer.note(&format!(
                 "a full-grid step would need about {:.1} GiB (budget {:.1} GiB): training on \
-                 minibatches of {batch} samples for {} epochs instead",
+                 minibatches of {batch} samples {length} instead",
                 need as f64 / GIB,
                 budget as f64 / GIB,
-                config.train.epochs_for(per_epoch)
             ));
         }
     }

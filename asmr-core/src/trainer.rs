@@ -400,10 +400,11 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// Epochs of the whole run (minibatch mode).
+    /// Epochs of the whole run (minibatch mode); with `train.time_limit`, the epochs the schedule
+    /// spans (see [`Trainer::schedule_steps`]).
     pub fn total_epochs(&self) -> usize {
         self.steps_per_epoch
-            .map_or(0, |spe| self.config.epochs_for(spe))
+            .map_or(0, |spe| self.schedule_steps().div_ceil(spe))
     }
 
     /// Epochs completed (minibatch mode).
@@ -443,7 +444,7 @@ impl<'a> Trainer<'a> {
     fn current_lr(&self) -> f64 {
         let planned = self.schedule_steps();
         let (pos, total) = match self.steps_per_epoch {
-            Some(spe) => (self.step / spe, planned.div_ceil(spe).max(1)),
+            Some(spe) => (self.step / spe, self.total_epochs().max(1)),
             None => (self.step, planned),
         };
         let c = &self.config;
