@@ -100,14 +100,13 @@ impl Observer for Progress {
         if !self.estimated && seconds >= ESTIMATE_AFTER_SECONDS && !t.is_done() {
             self.estimated = true;
             let limit = t.train_config().time_limit;
-            let left = if limit > 0.0 {
-                left.min(limit - t.elapsed())
-            } else {
-                left
-            };
+            let budget = limit - t.elapsed();
+            // Where the time limit ends the run before its steps do, there is no option to suggest
+            // (until the budget's steps are estimated, the steps are only the cap).
+            let timed = limit > 0.0 && (budget <= left || t.schedule_steps() < t.total_steps());
+            let left = if timed { budget } else { left };
             if left > LONG_RUN_SECONDS {
-                // Where the time limit sets the run's length there is nothing to suggest.
-                let line = if t.schedule_steps() < t.total_steps() {
+                let line = if timed {
                     format!(
                         "training for about {} more (the time limit) at {rate:.2} steps/s",
                         duration(left)

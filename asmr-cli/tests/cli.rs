@@ -1243,6 +1243,39 @@ fn a_time_limited_minibatch_run_counts_the_epochs_of_its_budget() {
     assert!(done > 1 && total <= done + 1, "epoch {done}/{total}: {err}");
 }
 
+/// A long run under a time limit says how long its budget has left, without suggesting the
+/// options that shorten a run (the time limit already sets its length).
+#[test]
+fn a_long_time_limited_run_announces_its_budget() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let photo = small_photo(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_asmr-cli"))
+        .args(["fit", "image", photo.to_str().unwrap(), "--out", "t"])
+        .args(["--time-limit", "600", "--iterations", "100000000"])
+        .args(["--set", "net.hidden=8"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    // The estimate comes two seconds in; the run itself would take ten minutes.
+    let line = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("more"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let line = line.expect("no estimate line");
+    assert!(
+        line.contains("about 9 min") && line.contains("more (the time limit)"),
+        "{line}"
+    );
+    assert!(!line.contains("shortens"), "{line}");
+}
+
 /// Output into a pipe closed early (`asmr-cli list | head -1`) ends the process without a panic.
 #[test]
 fn a_closed_stdout_is_not_a_panic() {
