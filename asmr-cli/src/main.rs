@@ -218,7 +218,8 @@ struct BenchArgs {
     /// Override one key, e.g. --set net.hidden=128 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Random minibatches of N samples instead of full-grid steps.
+    /// Minibatches of about N samples (the uniform grid sampler's, as `fit` draws them) instead
+    /// of full-grid steps.
     #[arg(long)]
     batch: Option<usize>,
     /// Timed repeats per measurement (after one warm-up step).

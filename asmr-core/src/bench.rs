@@ -90,7 +90,7 @@ pub fn synthetic_signal(shape: &[usize], channels: usize) -> Result<Signal> {
     )
 }
 
-/// What to time: a model config on a signal, over the full grid or on random minibatches, with
+/// What to time: a model config on a signal, over the full grid or on minibatches of the uniform grid sampler, with
 /// the fused kernels or the plain candle graph.
 #[derive(Debug, Clone)]
 pub struct BenchCase {
@@ -121,10 +121,17 @@ pub fn bench_model(
         device,
     )?;
     let profile = built.profile()?;
-    let mut trainer = Trainer::new(&built, signal, &config.train)?;
+    // Chunked as `fit` chunks it.
+    let mut train = config.train.clone();
+    if let Some(n) = case.batch {
+        train.batch = n;
+        let budget = crate::memory::memory_budget(config, device);
+        train.micro_batch = crate::memory::resolve_micro_batch(&built, &train, budget);
+    }
+    let mut trainer = Trainer::new(&built, signal, &train)?;
     let batch = case
         .batch
-        .map(|n| random_batch(signal, n, device))
+        .map(|n| sampler_batch(signal, n, config, device))
         .transpose()?;
     let step = |t: &mut Trainer| -> Result<()> {
         match &batch {
@@ -174,7 +181,11 @@ pub fn bench_model(
         infer_seconds,
         prepare_seconds,
         peak_rss_bytes: peak_rss(),
-        samples_per_step: case.batch.unwrap_or(signal.info.num_samples()),
+        samples_per_step: batch
+            .as_ref()
+            .map_or(signal.info.num_samples(), |(idx, _)| {
+                idx.len() / signal.info.shape.len()
+            }),
         peak_gpu_bytes: crate::gpu::peak_memory(device),
     })
 }
@@ -187,19 +198,22 @@ fn timed<T>(device: &Device, f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> 
     Ok((value, t.elapsed().as_secs_f64()))
 }
 
-/// `n` uniformly random grid indices of the signal (seeded) and their target rows.
-fn random_batch(signal: &Signal, n: usize, device: &Device) -> Result<(Vec<u32>, Tensor)> {
-    let mut rng = crate::rng::Rng::new(7);
-    let idx: Vec<u32> = (0..n)
-        .flat_map(|_| {
-            signal
-                .info
-                .shape
-                .iter()
-                .map(|&s| rng.below(s) as u32)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+/// The first batch of about `n` samples that `fit`'s uniform grid sampler draws (the config's
+/// `train.sampler_grid` and seed), in its order, and their target rows: the order matters, since a
+/// step's micro-batches are consecutive runs of it.
+fn sampler_batch(
+    signal: &Signal,
+    n: usize,
+    config: &Config,
+    device: &Device,
+) -> Result<(Vec<u32>, Tensor)> {
+    let mut sampler = crate::sampler::GridSampler::new(
+        &signal.info.shape,
+        &config.train.sampler_grid,
+        n,
+        config.train.seed,
+    )?;
+    let idx = crate::sampler::BatchSource::batch(&mut sampler, 0, 0);
     let target = crate::render::target_rows(signal, &idx, device)?;
     Ok((idx, target))
 }

@@ -85,10 +85,7 @@ pub fn full_grid_bytes(built: &BuiltModel) -> usize {
     let outputs = output_bytes(built, n);
     match built.model.grid() {
         Some(g) => {
-            let fused = built.context.kernels.fused_on_device(&built.device)
-                && (built.device.is_cpu()
-                    || built.context.channels <= crate::kernels::output::GPU_MAX_OUTPUTS);
-            let last_full = if fused { 0 } else { 1 };
+            let last_full = if last_level_fused(built) { 0 } else { 1 };
             let levels = g.levels();
             (1..levels)
                 .map(|l| {
@@ -103,6 +100,13 @@ pub fn full_grid_bytes(built: &BuiltModel) -> usize {
         }
         None => per_sample_bytes(built, n),
     }
+}
+
+/// Whether ASMR's last level runs fused with the output layer (no `h`-wide buffer per sample).
+fn last_level_fused(built: &BuiltModel) -> bool {
+    built.context.kernels.fused_on_device(&built.device)
+        && (built.device.is_cpu()
+            || built.context.channels <= crate::kernels::output::GPU_MAX_OUTPUTS)
 }
 
 /// f32 buffers kept per hidden activation for the backward (see [`full_grid_bytes`]).
@@ -120,13 +124,55 @@ fn per_sample_bytes(built: &BuiltModel, n: usize) -> usize {
 }
 
 /// Rough memory of one training step as `train` sets it up: a full-grid step, or one micro-batch
-/// of a minibatch step (activations of every hidden layer per sample, as for a per-sample model).
+/// of a minibatch step (see [`batch_bytes`]).
 pub fn step_bytes(built: &BuiltModel, train: &crate::config::TrainConfig) -> usize {
     if !train.minibatch() {
         return full_grid_bytes(built);
     }
     let chunk = crate::trainer::micro_batch(train, &built.device).min(train.batch);
-    per_sample_bytes(built, chunk)
+    batch_bytes(built, chunk)
+}
+
+/// Rough memory of a step through [`crate::models::Model::forward_points`] on `n` samples. A
+/// multi-resolution model's deduplicated forward holds one activation per distinct level cell
+/// the batch touches: at most `n`, and at most the level's cells. Other models hold every hidden
+/// layer per sample.
+pub fn batch_bytes(built: &BuiltModel, n: usize) -> usize {
+    let Some(g) = built.model.grid() else {
+        return per_sample_bytes(built, n);
+    };
+    let per_point = HIDDEN_BUFFERS * built.context.net.hidden * 4;
+    let levels = g.levels();
+    (1..levels)
+        .map(|l| {
+            if l + 1 == levels && last_level_fused(built) {
+                0
+            } else {
+                n.min(g.resolution(l)) * per_point
+            }
+        })
+        .sum::<usize>()
+        + output_bytes(built, n)
+}
+
+/// Samples per chunk of a minibatch step: `train.micro_batch`, or where it is 0, the device's
+/// default for models that evaluate samples one by one ([`crate::trainer::micro_batch`]; small
+/// chunks stay in cache), and the whole batch for a multi-resolution model's deduplicated forward,
+/// halved until a chunk fits the memory budget. Splitting its batch buys no cache locality (a
+/// 2^18-sample step on a 2268 x 1512 photo takes 25% longer in chunks of 2^16; BENCHMARKS.md).
+pub fn resolve_micro_batch(
+    built: &BuiltModel,
+    train: &crate::config::TrainConfig,
+    budget: usize,
+) -> usize {
+    if train.micro_batch > 0 || built.model.grid().is_none() {
+        return crate::trainer::micro_batch(train, &built.device);
+    }
+    let mut chunk = train.batch.max(1);
+    while chunk > 1 && batch_bytes(built, chunk) > budget {
+        chunk = chunk.div_ceil(2);
+    }
+    chunk
 }
 
 /// Whether an error is the device refusing an allocation (CUDA's `CUDA_ERROR_OUT_OF_MEMORY`,
@@ -209,6 +255,43 @@ mod tests {
             true,
         );
         assert!(e.to_string().contains("train.micro_batch"), "{e}");
+    }
+
+    fn built(model: &str, shape: &[usize]) -> (crate::config::Config, BuiltModel) {
+        let mut b = crate::config::ConfigBuilder::new().unwrap();
+        b.set("model", model).unwrap();
+        b.set("train.batch", "4096").unwrap();
+        let config = b.build().unwrap();
+        let info = crate::signal::SignalInfo {
+            modality: "test".into(),
+            shape: shape.to_vec(),
+            channels: 1,
+            source: "test".into(),
+            extra: Default::default(),
+        };
+        let built = crate::run::build_model(&config, &info, &Device::Cpu).unwrap();
+        (config, built)
+    }
+
+    #[test]
+    fn a_deduplicated_batch_runs_whole_unless_the_budget_splits_it() {
+        let (config, asmr) = built("asmr", &[256, 256]);
+        let whole = batch_bytes(&asmr, 4096);
+        assert_eq!(resolve_micro_batch(&asmr, &config.train, usize::MAX), 4096);
+        assert_eq!(resolve_micro_batch(&asmr, &config.train, whole), 4096);
+        let chunk = resolve_micro_batch(&asmr, &config.train, whole - 1);
+        assert!(chunk < 4096 && batch_bytes(&asmr, chunk) < whole, "{chunk}");
+        // Level cells are counted at most once: below a per-sample model's need.
+        let (_, siren) = built("siren", &[256, 256]);
+        assert!(whole < batch_bytes(&siren, 4096));
+        // A per-sample model keeps the cache-sized default, and a set value is kept.
+        assert_eq!(
+            resolve_micro_batch(&siren, &config.train, usize::MAX),
+            crate::trainer::DEFAULT_MICRO_BATCH
+        );
+        let mut train = config.train.clone();
+        train.micro_batch = 1000;
+        assert_eq!(resolve_micro_batch(&asmr, &train, usize::MAX), 1000);
     }
 
     #[test]

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint;
 use crate::config::{Config, Value};
 use crate::error::{Error, Result};
-use crate::memory::{full_grid_bytes, memory_budget, out_of_memory, step_bytes, AUTO_BATCH, GIB};
+use crate::memory::{
+    full_grid_bytes, memory_budget, out_of_memory, resolve_micro_batch, step_bytes, AUTO_BATCH, GIB,
+};
 use crate::metrics::Metrics;
 use crate::models::{BuiltModel, ModelContext};
 use crate::output::write_bytes_atomic;
@@ -240,10 +242,15 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
             ));
         }
     }
+    // The chunks a minibatch step runs in; the saved config keeps the user's setting.
+    let mut train = config.train.clone();
+    if train.minibatch() {
+        train.micro_batch = resolve_micro_batch(&built, &config.train, budget);
+    }
     // The estimate is rough, so a device can still run out: then one line with the option to change.
-    let step_bytes = step_bytes(&built, &config.train);
+    let step_bytes = step_bytes(&built, &train);
     let oom = |e: Error| out_of_memory(e, &device, step_bytes, budget, config.train.minibatch());
-    let mut trainer = Trainer::new(&built, &signal, &config.train).map_err(oom)?;
+    let mut trainer = Trainer::new(&built, &signal, &train).map_err(oom)?;
     if config.train.minibatch() {
         let source: Box<dyn BatchSource> = match find_strategy(modality.name, &config.train)? {
             Some(s) => (s.batches)(&signal, &config.train)?,

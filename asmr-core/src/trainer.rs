@@ -100,7 +100,8 @@ impl StepRecord {
     }
 }
 
-/// Samples per chunk of a minibatch when `train.micro_batch` is 0, on the CPU (where smaller
+/// Samples per chunk of a minibatch when `train.micro_batch` is 0 for a model that evaluates
+/// samples one by one (see [`crate::memory::resolve_micro_batch`]), on the CPU (where smaller
 /// chunks stay in cache and bound memory) and on a GPU (where a chunk should fill the chip; the
 /// paper's batches of 2^18 go through whole).
 pub const DEFAULT_MICRO_BATCH: usize = 1 << 16;

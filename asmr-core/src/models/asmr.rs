@@ -101,13 +101,13 @@ impl Asmr {
         if self.kernels != Kernels::Fused {
             return self.forward_full_grid_plain();
         }
-        let mut z = self.backbone[0].forward(&self.level_grids[0])?;
+        let mut z = self.layer(0, &self.level_grids[0])?;
         for (i, map) in inner.iter().enumerate() {
-            let m = self.modulators[i].forward(&self.level_grids[i + 1])?;
-            z = self.backbone[i + 1].forward(&level_forward(&z, &m, map, self.w0)?)?;
+            let m = self.modulation(i)?;
+            z = self.layer(i + 1, &level_forward(&z, &m, map, self.w0)?)?;
         }
         let l = inner.len();
-        let m = self.modulators[l].forward(&self.level_grids[l + 1])?;
+        let m = self.modulation(l)?;
         let out = &self.backbone[l + 1];
         let bias = out.bias().expect("SIREN layers have biases");
         level_output(&z, &m, out.weight(), bias, last, self.w0)
@@ -119,15 +119,15 @@ impl Asmr {
         // Pre-activation of layer 0 on the level-0 grid. `w0` scales both operands at their own
         // (coarser) resolutions, so the upsampled sum goes straight into `sin`: one fine-resolution
         // tensor fewer in the forward and in the backward than `sin(w0 * (z + m))`.
-        let mut z = self.backbone[0].forward(&self.level_grids[0])?;
+        let mut z = self.layer(0, &self.level_grids[0])?;
         for (i, plan) in self.plans.iter().enumerate() {
-            let m = self.modulators[i].forward(&self.level_grids[i + 1])?;
+            let m = self.modulation(i)?;
             let s = plan.upsample_add(
                 &z.affine(self.w0, 0.0)?,
                 &m.affine(self.w0, 0.0)?,
                 self.hidden,
             )?;
-            z = self.backbone[i + 1].forward(&s.sin()?)?;
+            z = self.layer(i + 1, &s.sin()?)?;
         }
         Ok(z)
     }
@@ -145,16 +145,15 @@ impl Asmr {
         let fused = fused && self.kernels.fused_on_device(dev);
         let gather = if fused { self.kernels } else { Kernels::Plain };
         let select = Arc::new(RowIndex::new(cells.sample_cell));
-        let mut z = self.backbone[0].forward(&self.level_grids[0])?;
+        let mut z = self.layer(0, &self.level_grids[0])?;
         let last = cells.links.len();
         if last == 0 {
             return gather_rows(&z, &select, gather);
         }
         let mut coarse = self.grid.level_points(0);
         for (i, (parent, digit)) in cells.links.into_iter().enumerate() {
-            let m = self.modulators[i].forward(&self.level_grids[i + 1])?;
+            let m = self.modulation(i)?;
             let cells_here = parent.len();
-            let layer = &self.backbone[i + 1];
             if fused {
                 let map = Arc::new(LevelMap::from_links(
                     parent,
@@ -163,10 +162,11 @@ impl Asmr {
                     self.grid.level_points(i + 1),
                 )?);
                 z = if i + 1 == last {
+                    let layer = &self.backbone[i + 1];
                     let bias = layer.bias().expect("SIREN layers have biases");
                     level_output(&z, &m, layer.weight(), bias, &map, self.w0)?
                 } else {
-                    layer.forward(&level_forward(&z, &m, &map, self.w0)?)?
+                    self.layer(i + 1, &level_forward(&z, &m, &map, self.w0)?)?
                 };
             } else {
                 let pt = Tensor::from_vec(parent, cells_here, dev)?;
@@ -174,11 +174,32 @@ impl Asmr {
                 // `w0` applied before the gathers, as in the full-grid forward.
                 let zs = z.affine(self.w0, 0.0)?.index_select(&pt, 0)?;
                 let ms = m.affine(self.w0, 0.0)?.index_select(&dt, 0)?;
-                z = layer.forward(&(zs + ms)?.sin()?)?;
+                z = self.layer(i + 1, &(zs + ms)?.sin()?)?;
             }
             coarse = cells_here;
         }
         gather_rows(&z, &select, gather)
+    }
+
+    /// Backbone layer `i`; a layer that a level follows leaves out its bias, which
+    /// [`Asmr::modulation`] adds instead: the level's modulation has one row per digit, far fewer
+    /// than the cells this product runs on, so the bias's broadcast and its gradient's reduction
+    /// run on that small tensor (the same sums).
+    fn layer(&self, i: usize, x: &Tensor) -> candle_core::Result<Tensor> {
+        if i + 1 < self.backbone.len() {
+            x.matmul(&self.backbone[i].weight().t()?)
+        } else {
+            self.backbone[i].forward(x)
+        }
+    }
+
+    /// Level `i + 1`'s modulation `[prod_a B_{a,i+1}, h]` plus the bias of hidden layer `i`.
+    fn modulation(&self, i: usize) -> candle_core::Result<Tensor> {
+        let m = self.modulators[i].forward(&self.level_grids[i + 1])?;
+        match self.backbone[i].bias() {
+            Some(b) => m.broadcast_add(b),
+            None => Ok(m),
+        }
     }
 
     /// Per-sample forward: decompose every index and run the layers sample by sample.
