@@ -90,8 +90,8 @@ pub fn synthetic_signal(shape: &[usize], channels: usize) -> Result<Signal> {
     )
 }
 
-/// What to time: a model config on a signal, over the full grid or on minibatches of the uniform grid sampler, with
-/// the fused kernels or the plain candle graph.
+/// What to time: a model config on a signal, over the full grid or on minibatches of the uniform
+/// grid sampler, with the fused kernels or the plain candle graph.
 #[derive(Debug, Clone)]
 pub struct BenchCase {
     pub config: Config,
