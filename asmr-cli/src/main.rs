@@ -640,11 +640,16 @@ fn fresh_run_dir(modality: &str, model: &str) -> PathBuf {
 
 fn summarise(r: &run::FitReport, modality: &asmr_core::Modality) {
     println!(
-        "{} on {}: {} at step {} of {} ({}, {:.2} steps/s)",
+        "{} on {}: {} at step {}{} of {} ({}, {:.2} steps/s)",
         r.model,
         r.source,
         (modality.summary)(&r.quality),
         r.best_step,
+        if r.best_is_average {
+            " (weight average)"
+        } else {
+            ""
+        },
         r.steps,
         progress::duration(r.wall_seconds),
         r.steps_per_second

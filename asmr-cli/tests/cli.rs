@@ -126,6 +126,16 @@ fn fit_writes_a_complete_run_folder_and_render_reproduces_it() {
     let log = std::fs::read_to_string(run.join("log.csv")).unwrap();
     assert_eq!(log.lines().count(), 26);
     assert!(log.starts_with("step,loss,psnr,lr,elapsed_seconds"));
+    // The default recipe's weight average is scored after the last step (the last column), and
+    // where it won, the result is that step's average.
+    let average =
+        |log: &str| -> Option<f64> { log.lines().last()?.rsplit(',').next()?.parse().ok() };
+    assert!(log.lines().next().unwrap().ends_with(",average_psnr"));
+    assert!(average(&log).is_some_and(f64::is_finite), "{log}");
+    assert!(log.lines().nth(24).unwrap().ends_with(','));
+    if m.get("best_is_average") == Some(&serde_json::Value::Bool(true)) {
+        assert_eq!(m["best_step"], 25);
+    }
 
     // The PSNR of the written 8-bit PNG matches metrics.json within 8-bit rounding.
     let target = modality_psnr_input(&photo);
@@ -171,6 +181,7 @@ fn fit_writes_a_complete_run_folder_and_render_reproduces_it() {
     ok(&args, dir.path());
     let log = std::fs::read_to_string(run.join("log.csv")).unwrap();
     assert_eq!(log.lines().count(), 31);
+    assert!(average(&log).is_some(), "{log}");
 
     // A new fit into that folder is refused, leaving it as it was, unless asked to replace it.
     let before = std::fs::read(run.join("model.safetensors")).unwrap();

@@ -41,6 +41,9 @@ pub struct CheckpointMeta {
     pub step: usize,
     pub best_step: usize,
     pub best_psnr: f64,
+    /// The best weights are the weight average's (`train.ema`). Older checkpoints read as false.
+    #[serde(default)]
+    pub best_is_average: bool,
     pub adam_steps: u64,
     pub elapsed_seconds: f64,
 }

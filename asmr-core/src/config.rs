@@ -125,6 +125,11 @@ pub struct TrainConfig {
     /// (`lr_min` in proportion); 0: off. Configs saved before it existed read as off.
     #[serde(default)]
     pub lr_horizon: usize,
+    /// Decay of a moving average of the weights, scored at every whole-signal evaluation and at
+    /// the end; the better of it and the best step is the result ([`crate::optim::WeightAverage`]).
+    /// 0: off. Configs saved before it existed read as off.
+    #[serde(default)]
+    pub ema: f64,
     /// Matrix products on a GPU in TF32 (10-bit mantissa inputs, f32 accumulation) instead of
     /// full f32; no effect on the CPU. Configs saved before it existed read as off.
     #[serde(default)]
@@ -278,6 +283,8 @@ pub struct OptimDefaults {
     pub lr_scale: fn(usize) -> Vec<String>,
     /// `train.lr_horizon` (0: the rates hold for any schedule length).
     pub horizon: usize,
+    /// `train.ema` (0: no weight average).
+    pub ema: f64,
 }
 
 pub fn no_lr_scale(_layers: usize) -> Vec<String> {
@@ -297,6 +304,7 @@ impl OptimDefaults {
             step_factor: 0.33,
             lr_scale: no_lr_scale,
             horizon: 0,
+            ema: 0.0,
         }
     }
 }
@@ -418,6 +426,11 @@ impl Config {
             "must be auto or at least 1",
         )?;
         pos("train.eval_every", t.eval_every >= 1, "must be at least 1")?;
+        pos(
+            "train.ema",
+            (0.0..1.0).contains(&t.ema),
+            "must be at least 0 (off) and below 1",
+        )?;
         pos(
             "train.lr",
             t.lr.is_finite() && t.lr > 0.0,
@@ -759,7 +772,7 @@ fn resolve_auto(tree: &mut Value, modality: Option<&str>) -> Result<()> {
         LrSchedule::Step => "step",
     };
     let lr_scale = Value::Sequence((o.lr_scale)(layers).into_iter().map(Value::from).collect());
-    let resolved: [(&str, Value); 9] = [
+    let resolved: [(&str, Value); 10] = [
         ("lr", o.lr.into()),
         (
             "betas",
@@ -772,6 +785,7 @@ fn resolve_auto(tree: &mut Value, modality: Option<&str>) -> Result<()> {
         ("lr_step_factor", o.step_factor.into()),
         ("lr_scale", lr_scale),
         ("lr_horizon", (o.horizon as u64).into()),
+        ("ema", o.ema.into()),
     ];
     for (key, value) in resolved {
         if is_auto(train.get(key)) {

@@ -145,6 +145,59 @@ impl Adam {
     }
 }
 
+/// An exponential moving average of the parameters (`train.ema`): after every step
+/// `avg <- decay * avg + (1 - decay) * p`, started from the first step's parameters. A short average
+/// smooths the last steps' jitter, which Adam's short second-moment memory makes large.
+pub struct WeightAverage {
+    decay: f64,
+    values: Vec<(String, Tensor)>,
+}
+
+impl WeightAverage {
+    pub fn new(decay: f64) -> Self {
+        Self {
+            decay,
+            values: Vec::new(),
+        }
+    }
+
+    pub fn decay(&self) -> f64 {
+        self.decay
+    }
+
+    /// Fold in the parameters after a step.
+    pub fn update(&mut self, vars: &[(String, Var)]) -> Result<()> {
+        if self.values.is_empty() {
+            self.values = vars
+                .iter()
+                .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?.detach())))
+                .collect::<Result<_>>()?;
+            return Ok(());
+        }
+        let same = self.values.len() == vars.len()
+            && self.values.iter().zip(vars).all(|((a, _), (b, _))| a == b);
+        if !same {
+            candle_core::bail!("the weight average holds other variables than the model's");
+        }
+        for ((_, avg), (_, var)) in self.values.iter_mut().zip(vars) {
+            let p = var.as_tensor().detach();
+            // p + decay * (avg - p): fresh storage, never the variable's own.
+            *avg = (&p + ((&*avg - &p)? * self.decay)?)?;
+        }
+        Ok(())
+    }
+
+    /// The averaged values by parameter name (empty before the first step).
+    pub fn values(&self) -> &[(String, Tensor)] {
+        &self.values
+    }
+
+    /// Continue from values saved by [`WeightAverage::values`].
+    pub fn load(&mut self, values: Vec<(String, Tensor)>) {
+        self.values = values;
+    }
+}
+
 /// Step decay: `lr * factor^(step / every)` (PyTorch's StepLR).
 pub fn step_lr(step: usize, lr: f64, every: usize, factor: f64) -> f64 {
     lr * factor.powi((step / every.max(1)) as i32)
@@ -161,6 +214,29 @@ pub fn cosine_lr(step: usize, total: usize, lr: f64, lr_min: f64) -> f64 {
 mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
+
+    /// The average starts at the first step's values, then moves `1 - decay` of the way to each
+    /// new value; it owns its storage, so later updates of the variable leave it alone.
+    #[test]
+    fn the_weight_average_follows_the_update_rule() -> Result<()> {
+        let dev = Device::Cpu;
+        let var = Var::new(&[1f32, -2.0], &dev)?;
+        let vars = vec![("p".to_string(), var.clone())];
+        let mut avg = WeightAverage::new(0.75);
+        avg.update(&vars)?;
+        var.set(&Tensor::new(&[5f32, 2.0], &dev)?)?;
+        let first: Vec<f32> = avg.values()[0].1.to_vec1()?;
+        assert_eq!(first, vec![1.0, -2.0]);
+        avg.update(&vars)?;
+        var.set(&Tensor::new(&[-3f32, 6.0], &dev)?)?;
+        avg.update(&vars)?;
+        // 1 -> 0.75 + 1.25 = 2 -> 1.5 - 0.75 = 0.75; -2 -> -1 -> 0.75.
+        let got: Vec<f32> = avg.values()[0].1.to_vec1()?;
+        assert_eq!(got, vec![0.75, 0.75]);
+        let other = vec![("q".to_string(), var.clone()), ("p".to_string(), var)];
+        assert!(avg.update(&other).is_err());
+        Ok(())
+    }
 
     #[test]
     fn cosine_endpoints() {

@@ -107,6 +107,9 @@ pub struct FitReport {
     pub best_step: usize,
     /// PSNR of the best step's training output (full-grid steps) or evaluation (minibatches).
     pub best_train_psnr: f64,
+    /// The written weights are the weight average's at `best_step` (`train.ema`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub best_is_average: bool,
     pub steps: usize,
     pub params: usize,
     pub macs_per_sample: f64,
@@ -358,6 +361,7 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
         quality,
         best_step: trainer.best_step,
         best_train_psnr: trainer.best_psnr,
+        best_is_average: trainer.best_is_average,
         steps: trainer.step,
         params: profile.params,
         macs_per_sample: profile.macs_per_sample,

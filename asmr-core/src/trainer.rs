@@ -15,7 +15,7 @@ use crate::config::{Config, TrainConfig};
 use crate::error::{Error, Result};
 use crate::metrics::psnr_from_mse;
 use crate::models::BuiltModel;
-use crate::optim::{cosine_lr, step_lr, Adam, AdamConfig};
+use crate::optim::{cosine_lr, step_lr, Adam, AdamConfig, WeightAverage};
 use crate::render::{evaluate_psnr, target_rows};
 use crate::sampler::BatchSource;
 use crate::signal::Signal;
@@ -67,20 +67,30 @@ pub struct StepRecord {
     pub elapsed: f64,
     /// Minibatch mode: the whole signal's PSNR after this step, when it was evaluated.
     pub evaluation: Option<f64>,
+    /// With `train.ema`: the whole signal's PSNR from the weight average after this step, when it
+    /// was scored (at each evaluation and at the end).
+    pub average: Option<f64>,
 }
 
 impl StepRecord {
-    pub const CSV_HEADER: &'static str = "step,loss,psnr,lr,elapsed_seconds,evaluation_psnr";
+    pub const CSV_HEADER: &'static str =
+        "step,loss,psnr,lr,elapsed_seconds,evaluation_psnr,average_psnr";
 
     pub fn csv(&self) -> String {
-        let evaluation = self.evaluation.map_or(String::new(), |p| format!("{p:.4}"));
+        let cell = |v: Option<f64>| v.map_or(String::new(), |p| format!("{p:.4}"));
         format!(
-            "{},{:.8e},{:.4},{:.6e},{:.3},{evaluation}",
-            self.step, self.loss, self.psnr, self.lr, self.elapsed
+            "{},{:.8e},{:.4},{:.6e},{:.3},{},{}",
+            self.step,
+            self.loss,
+            self.psnr,
+            self.lr,
+            self.elapsed,
+            cell(self.evaluation),
+            cell(self.average)
         )
     }
 
-    /// A row of `log.csv` (older logs lack the last column).
+    /// A row of `log.csv` (older logs lack the last columns).
     pub fn parse_csv(line: &str) -> Option<Self> {
         let mut c = line.split(',');
         let step = c.next()?.parse().ok()?;
@@ -89,6 +99,7 @@ impl StepRecord {
         let lr = c.next()?.parse().ok()?;
         let elapsed = c.next()?.parse().ok()?;
         let evaluation = c.next().and_then(|s| s.parse().ok());
+        let average = c.next().and_then(|s| s.parse().ok());
         Some(Self {
             step,
             loss,
@@ -96,6 +107,7 @@ impl StepRecord {
             lr,
             elapsed,
             evaluation,
+            average,
         })
     }
 }
@@ -233,6 +245,8 @@ pub struct Trainer<'a> {
     pub best_psnr: f64,
     pub best_step: usize,
     pub best_params: Vec<(String, Tensor)>,
+    /// The best weights are the weight average's (`train.ema`), not one step's.
+    pub best_is_average: bool,
     /// Training seconds before this process (a resumed run).
     pub elapsed_before: f64,
     /// Minibatch mode: where batches come from, and how many make an epoch.
@@ -247,6 +261,7 @@ pub struct Trainer<'a> {
     /// rate since the warm-up mark (step, process seconds) so the cosine ends at the budget.
     budget_steps: Option<usize>,
     budget_mark: Option<(usize, f64)>,
+    average: Option<WeightAverage>,
 }
 
 /// A time budget's rate is measured from the point where this many steps and seconds have passed
@@ -312,6 +327,7 @@ impl<'a> Trainer<'a> {
             best_psnr: f64::NEG_INFINITY,
             best_step: 0,
             best_params: Vec::new(),
+            best_is_average: false,
             elapsed_before: 0.0,
             batches: None,
             steps_per_epoch: None,
@@ -320,6 +336,7 @@ impl<'a> Trainer<'a> {
             first_step: 0,
             budget_steps: None,
             budget_mark: None,
+            average: (config.ema > 0.0).then(|| WeightAverage::new(config.ema)),
         })
     }
 
@@ -345,6 +362,24 @@ impl<'a> Trainer<'a> {
         self.best_step = ckpt.meta.best_step;
         self.best_psnr = ckpt.meta.best_psnr;
         self.best_params = ckpt.group("best/");
+        self.best_is_average = ckpt.meta.best_is_average;
+        if let Some(avg) = self.average.as_mut() {
+            // A state saved without an average (or before the first step) starts a new one.
+            let saved: Option<Vec<(String, Tensor)>> = self
+                .model
+                .params
+                .vars()
+                .into_iter()
+                .map(|(n, v)| {
+                    let t = ckpt.tensors.get(&format!("average/{n}"))?;
+                    Some(t.to_device(v.device()).map(|t| (n, t)))
+                })
+                .collect::<Option<candle_core::Result<_>>>()
+                .transpose()?;
+            if let Some(values) = saved {
+                avg.load(values);
+            }
+        }
         self.elapsed_before = ckpt.meta.elapsed_seconds;
         if self.step > self.total_steps() {
             return Err(bad(format!(
@@ -540,8 +575,31 @@ impl<'a> Trainer<'a> {
             self.best_psnr = psnr;
             self.best_step = self.step;
             self.best_params = self.model.params.snapshot()?;
+            self.best_is_average = false;
         }
         Ok(())
+    }
+
+    /// Score the weight average (`train.ema`) on the whole signal; if it beats the best step it
+    /// becomes the result. `None` without an average.
+    pub fn score_average(&mut self) -> Result<Option<f64>> {
+        let Some(avg) = self.average.as_ref().filter(|a| !a.values().is_empty()) else {
+            return Ok(None);
+        };
+        let values = avg.values().to_vec();
+        let current = self.model.params.snapshot()?;
+        self.model.params.restore(&values)?;
+        let psnr = evaluate_psnr(self.model, self.signal);
+        self.model.params.restore(&current)?;
+        let psnr = psnr?;
+        if psnr > self.best_psnr {
+            self.best_psnr = psnr;
+            self.best_step = self.step;
+            // The average is replaced, never written in place, so these stay as they are.
+            self.best_params = values;
+            self.best_is_average = true;
+        }
+        Ok(Some(psnr))
     }
 
     fn apply(
@@ -563,6 +621,7 @@ impl<'a> Trainer<'a> {
             self.best_psnr = psnr;
             self.best_step = record_step;
             self.best_params = self.model.params.snapshot()?;
+            self.best_is_average = false;
         }
         if self.config.grad_clip > 0.0 {
             clip_grad_norm(&mut grads, &self.model.params.vars(), self.config.grad_clip)?;
@@ -570,6 +629,9 @@ impl<'a> Trainer<'a> {
         self.measure_budget();
         let lr = self.current_lr();
         self.adam.step(&grads, lr)?;
+        if let Some(avg) = self.average.as_mut() {
+            avg.update(&self.model.params.vars())?;
+        }
         self.step = record_step;
         Ok(StepRecord {
             step: record_step,
@@ -578,6 +640,7 @@ impl<'a> Trainer<'a> {
             lr,
             elapsed: self.elapsed(),
             evaluation: None,
+            average: None,
         })
     }
 
@@ -629,15 +692,23 @@ impl<'a> Trainer<'a> {
                 }
                 _ => self.step()?,
             };
-            if let Some(spe) = self.steps_per_epoch {
-                let epoch = self.step / spe;
-                let epoch_end = self.step.is_multiple_of(spe);
-                if (epoch_end && epoch.is_multiple_of(self.config.eval_every)) || self.is_done() {
+            let whole_signal = match self.steps_per_epoch {
+                Some(spe) => {
+                    let epoch_end = self.step.is_multiple_of(spe);
+                    (epoch_end && (self.step / spe).is_multiple_of(self.config.eval_every))
+                        || self.is_done()
+                }
+                // Full-grid steps score themselves; the average is scored at the end.
+                None => self.is_done(),
+            };
+            if whole_signal {
+                if self.steps_per_epoch.is_some() {
                     let psnr = evaluate_psnr(self.model, self.signal)?;
                     self.record_evaluation(psnr)?;
                     rec.evaluation = Some(psnr);
                     observer.evaluated(self, psnr)?;
                 }
+                rec.average = self.score_average()?;
             }
             if observer.stepped(self, &rec)? == Flow::Stop {
                 break;
@@ -661,6 +732,11 @@ impl<'a> Trainer<'a> {
         }
         for (n, t) in &self.best_params {
             tensors.push((format!("best/{n}"), t.clone()));
+        }
+        if let Some(avg) = &self.average {
+            for (n, t) in avg.values() {
+                tensors.push((format!("average/{n}"), t.clone()));
+            }
         }
         checkpoint::save(
             path,
@@ -688,6 +764,7 @@ impl<'a> Trainer<'a> {
             step: self.step,
             best_step: self.best_step,
             best_psnr: self.best_psnr,
+            best_is_average: self.best_is_average,
             adam_steps: self.adam.steps(),
             elapsed_seconds: self.elapsed(),
         }

@@ -370,4 +370,140 @@ fn a_schedule_past_the_lr_horizon_starts_lower() {
         b.build().unwrap().train.lr_horizon
     };
     assert_eq!((recipe("fast"), recipe("paper")), (700, 0));
+    let ema = |r: &str| {
+        let mut b = ConfigBuilder::new().unwrap();
+        b.set_pair(&format!("train.recipe={r}")).unwrap();
+        b.build().unwrap().train.ema
+    };
+    assert_eq!((ema("fast"), ema("paper")), (0.9, 0.0));
+}
+
+/// Every step's record and the parameters after it.
+struct Trace(Vec<(StepRecord, Vec<(String, asmr_core::candle_core::Tensor)>)>);
+
+impl Observer for Trace {
+    fn stepped(&mut self, t: &Trainer, r: &StepRecord) -> asmr_core::Result<Flow> {
+        self.0.push((*r, t.model.params.snapshot()?));
+        Ok(Flow::Continue)
+    }
+}
+
+/// `train.ema` leaves the steps alone; at the end the average of every step's parameters, taken
+/// by its rule here, is scored on the whole signal, and the better of it and the best step is the
+/// result. Minibatch runs score it at every evaluation too.
+#[test]
+fn the_weight_average_is_scored_and_kept_when_it_beats_the_best_step() {
+    let s = test_signal(&[16, 16], 3);
+    let dev = common::devices()[0].clone();
+    let mut cfg = config(60, 4);
+    // A constant rate high enough that single steps jitter, which the average smooths.
+    cfg.train.lr = 3e-3;
+    cfg.train.lr_min = 3e-3;
+    let run = |cfg: &Config| {
+        let built = build_model(cfg, &s.info, &dev).unwrap();
+        let mut t = Trainer::new(&built, &s, &cfg.train).unwrap();
+        let mut trace = Trace(Vec::new());
+        t.run(&mut trace).unwrap();
+        let best = (
+            t.best_psnr,
+            t.best_step,
+            t.best_is_average,
+            t.best_params.clone(),
+        );
+        drop(t);
+        (built, trace.0, best)
+    };
+    let (_, plain, plain_best) = run(&cfg);
+    cfg.train.ema = 0.8;
+    let (built, traced, (best_psnr, best_step, is_average, best_params)) = run(&cfg);
+
+    for ((a, pa), (b, pb)) in plain.iter().zip(&traced) {
+        assert_eq!((a.step, a.loss), (b.step, b.loss));
+        for ((_, x), (_, y)) in pa.iter().zip(pb) {
+            assert_eq!(common::max_diff(x, y), 0.0);
+        }
+    }
+    assert!(traced[..59].iter().all(|(r, _)| r.average.is_none()));
+    let scored = traced[59]
+        .0
+        .average
+        .expect("the last step scores the average");
+
+    let mut avg = traced[0].1.clone();
+    for (_, p) in &traced[1..] {
+        for ((_, a), (_, v)) in avg.iter_mut().zip(p) {
+            *a = (v + ((&*a - v).unwrap() * 0.8).unwrap()).unwrap();
+        }
+    }
+    built.params.restore(&avg).unwrap();
+    let expected = asmr_core::render::evaluate_psnr(&built, &s).unwrap();
+    assert!((scored - expected).abs() < 1e-6, "{scored} vs {expected}");
+
+    // This run's average beats its best single step, so the result is the average's.
+    assert!(scored > plain_best.0 + 0.1, "{scored} vs {}", plain_best.0);
+    assert!(is_average && !plain_best.2);
+    assert_eq!((best_psnr, best_step), (scored, 60));
+    for ((_, a), (_, b)) in avg.iter().zip(&best_params) {
+        assert!(common::max_diff(a, b) < 1e-6);
+    }
+
+    // Minibatch mode: scored beside every whole-signal evaluation.
+    let mut mb = minibatch_config(4);
+    mb.train.ema = 0.8;
+    mb.train.eval_every = 2;
+    let built = build_model(&mb, &s.info, &dev).unwrap();
+    let mut t = Trainer::new(&built, &s, &mb.train).unwrap();
+    t.set_batches(Box::new(
+        asmr_core::sampler::GridSampler::new(&s.info.shape, &[4], 64, 3).unwrap(),
+    ));
+    let mut trace = Trace(Vec::new());
+    t.run(&mut trace).unwrap();
+    let at: Vec<(usize, bool)> = trace
+        .0
+        .iter()
+        .filter(|(r, _)| r.evaluation.is_some() || r.average.is_some())
+        .map(|(r, _)| (r.step, r.evaluation.is_some() && r.average.is_some()))
+        .collect();
+    assert_eq!(at, vec![(8, true), (16, true)]);
+    let best = trace
+        .0
+        .iter()
+        .flat_map(|(r, _)| [r.evaluation, r.average])
+        .flatten();
+    assert_eq!(t.best_psnr, best.fold(f64::NEG_INFINITY, f64::max));
+}
+
+/// A stopped run with a weight average resumes into the same average as the uninterrupted run.
+#[test]
+fn a_resumed_run_continues_its_weight_average() {
+    let s = test_signal(&[16, 16], 3);
+    let dev = common::devices()[0].clone();
+    let mut cfg = config(12, 2);
+    cfg.train.ema = 0.7;
+    let full = {
+        let built = build_model(&cfg, &s.info, &dev).unwrap();
+        let mut t = Trainer::new(&built, &s, &cfg.train).unwrap();
+        let mut trace = Trace(Vec::new());
+        t.run(&mut trace).unwrap();
+        (trace.0.last().unwrap().0.average, t.best_psnr, t.best_step)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.safetensors");
+    {
+        let built = build_model(&cfg, &s.info, &dev).unwrap();
+        let mut t = Trainer::new(&built, &s, &cfg.train).unwrap();
+        for _ in 0..5 {
+            t.step().unwrap();
+        }
+        t.save_state(&state, &cfg, &s).unwrap();
+    }
+    let built = build_model(&cfg, &s.info, &dev).unwrap();
+    let mut t = Trainer::new(&built, &s, &cfg.train).unwrap();
+    t.resume(&checkpoint::load(&state, &dev).unwrap(), &state)
+        .unwrap();
+    let mut trace = Trace(Vec::new());
+    t.run(&mut trace).unwrap();
+    let resumed = (trace.0.last().unwrap().0.average, t.best_psnr, t.best_step);
+    assert!(full.0.is_some());
+    assert_eq!(resumed, full);
 }

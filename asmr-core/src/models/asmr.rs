@@ -375,12 +375,14 @@ fn build(ctx: &ModelContext, vb: VarBuilder) -> Result<Box<dyn Model>> {
 
 /// ASMR's recipe for quality per second (`train.recipe: fast`; BENCHMARKS.md, "Quality per
 /// second"): ten times the paper's learning rate, a short second-moment memory, and larger steps
-/// for the hidden (x2) and output (x3) layers than for the first layer and the modulators.
+/// for the hidden (x2) and output (x3) layers than for the first layer and the modulators, and a
+/// short average of the weights, which smooths the jitter those steps leave.
 const FAST: crate::config::OptimDefaults = crate::config::OptimDefaults {
     lr: 1e-3,
     betas: [0.9, 0.95],
     lr_scale: fast_lr_scale,
     horizon: 700,
+    ema: 0.9,
     ..crate::config::OptimDefaults::adam(1e-3)
 };
 

@@ -269,6 +269,7 @@ inventory::submit! {
             step_factor: 0.33,
             lr_scale: crate::config::no_lr_scale,
             horizon: 0,
+            ema: 0.0,
         },
         fast: None,
         config: Some(SectionSpec::of::<NgpConfig>()),
