@@ -361,12 +361,16 @@ asmr_core::preset!(
 asmr_core::preset!("shape", "shape-demo", "the built-in torus (48^3 SDF)");
 
 // ASMR's fast recipe for 3-D signals: on the bunny it halves the Chamfer distance of the paper's
-// settings at equal time (BENCHMARKS.md, "Shapes").
+// settings at equal time (BENCHMARKS.md, "Shapes"), and a short weight average raises the IoU from
+// 0.995 to 0.997 at equal steps ("The weight average").
 asmr_core::inventory::submit! {
     asmr_core::FastRecipe {
         modality: "shape",
         model: "asmr",
-        optim: asmr_core::models::asmr::FAST_3D,
+        optim: asmr_core::config::OptimDefaults {
+            ema: 0.9,
+            ..asmr_core::models::asmr::FAST_3D
+        },
     }
 }
 

@@ -130,11 +130,15 @@ fn the_fast_recipe_for_shapes_is_the_modalitys_own() {
             .set_pair(&format!("model={model}"))
             .unwrap();
         let t = b.build().unwrap().train;
-        (t.lr, t.betas, t.lr_scale.len(), t.lr_horizon)
+        (t.lr, t.betas, t.lr_scale.len(), t.lr_horizon, t.ema)
     };
-    // ASMR on shapes: the shapes' settings, not the photos' (lr 1e-3, layer factors, horizon).
-    assert_eq!(optim("shape", "asmr"), (3e-4, [0.9, 0.95], 0, 0));
-    assert_eq!(optim("paper-shape", "asmr"), (1e-4, [0.9, 0.999], 0, 0));
+    // ASMR on shapes: the shapes' settings, not the photos' (lr 1e-3, layer factors, horizon),
+    // with the weight average.
+    assert_eq!(optim("shape", "asmr"), (3e-4, [0.9, 0.95], 0, 0, 0.9));
+    assert_eq!(
+        optim("paper-shape", "asmr"),
+        (1e-4, [0.9, 0.999], 0, 0, 0.0)
+    );
     // Another model under the same preset keeps its own settings.
     assert_eq!(optim("shape", "siren"), optim("paper-shape", "siren"));
     // Without a modality, `fast` is the model's own recipe.
