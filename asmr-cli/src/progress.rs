@@ -78,7 +78,10 @@ impl Observer for Progress {
         Ok(())
     }
 
-    fn stepped(&mut self, t: &Trainer, rec: &StepRecord) -> asmr_core::Result<Flow> {
+    fn stepped(&mut self, t: &Trainer, recs: &[StepRecord]) -> asmr_core::Result<Flow> {
+        let Some(rec) = recs.last() else {
+            return Ok(Flow::Continue);
+        };
         // With a time budget the run's length is known once its first steps are measured.
         let total = t.schedule_steps();
         self.bar.set_length(total as u64);
@@ -118,7 +121,9 @@ impl Observer for Progress {
             }
         }
         let every = (total / 10).max(1);
-        if !self.quiet && !self.tty && (t.step.is_multiple_of(every) || t.is_done()) {
+        // Steps arrive in groups on a GPU (`train.loss_every`): a line where a group passes a tenth.
+        let tenth = recs.iter().any(|r| r.step.is_multiple_of(every));
+        if !self.quiet && !self.tty && (tenth || t.is_done()) {
             eprintln!(
                 "step {}/{total}  {msg}  {} left",
                 t.step,

@@ -134,6 +134,12 @@ pub struct TrainConfig {
     /// full f32; no effect on the CPU. Configs saved before it existed read as off.
     #[serde(default)]
     pub tf32: bool,
+    /// Steps between reads of the step losses from the device; the log's rows arrive in groups
+    /// and the best full-grid step is chosen among the steps that read. 0: every step on the
+    /// CPU, every [`crate::trainer::LOSS_EVERY_GPU`] on a GPU. Configs saved before it existed
+    /// read as 0.
+    #[serde(default)]
+    pub loss_every: usize,
 }
 
 fn one() -> f64 {

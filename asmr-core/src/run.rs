@@ -189,9 +189,11 @@ impl Observer for RunFolder<'_, '_> {
         self.inner.started(t)
     }
 
-    fn stepped(&mut self, t: &Trainer, rec: &StepRecord) -> Result<Flow> {
-        self.log.push(rec)?;
-        let flow = self.inner.stepped(t, rec)?;
+    fn stepped(&mut self, t: &Trainer, recs: &[StepRecord]) -> Result<Flow> {
+        for rec in recs {
+            self.log.push(rec)?;
+        }
+        let flow = self.inner.stepped(t, recs)?;
         let every = self.config.train.checkpoint_every;
         let periodic = every > 0 && t.step.is_multiple_of(every) && !t.is_done();
         if periodic || (flow == Flow::Stop && !t.is_done()) {

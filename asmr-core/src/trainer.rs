@@ -35,8 +35,10 @@ pub trait Observer {
         Ok(())
     }
 
-    /// After every step.
-    fn stepped(&mut self, _t: &Trainer, _rec: &StepRecord) -> Result<Flow> {
+    /// After each read of the step losses from the device (every step on the CPU, every
+    /// `train.loss_every` steps on a GPU): the steps since the last call, in order; the last one
+    /// is `t.step`'s.
+    fn stepped(&mut self, _t: &Trainer, _recs: &[StepRecord]) -> Result<Flow> {
         Ok(Flow::Continue)
     }
 
@@ -119,6 +121,20 @@ impl StepRecord {
 pub const DEFAULT_MICRO_BATCH: usize = 1 << 16;
 pub const DEFAULT_MICRO_BATCH_GPU: usize = 1 << 18;
 
+/// Steps between reads of the step losses on a GPU when `train.loss_every` is 0: each read makes
+/// the host wait for the device, so a GPU whose step is shorter than the host's launching of it
+/// would otherwise idle once per step.
+pub const LOSS_EVERY_GPU: usize = 10;
+
+/// Steps between reads of the step losses on `device` (see [`LOSS_EVERY_GPU`]).
+pub fn loss_every(train: &TrainConfig, device: &candle_core::Device) -> usize {
+    match train.loss_every {
+        0 if device.is_cpu() => 1,
+        0 => LOSS_EVERY_GPU,
+        n => n,
+    }
+}
+
 /// The factor `train.lr_horizon` puts on a schedule of `steps` steps: `sqrt(horizon / steps)`
 /// beyond the horizon, else 1.
 pub fn horizon_scale(horizon: usize, steps: usize) -> f64 {
@@ -139,9 +155,9 @@ pub fn micro_batch(train: &TrainConfig, device: &candle_core::Device) -> usize {
 }
 
 /// MSE loss (for the gradient) and, still on the device, its value with the MSE of the prediction
-/// clamped to `[0, 1]` (for the PSNR) as a pair. A step reads its pairs with [`read_losses`] after
-/// its backward is queued, so a GPU runs forward and backward without waiting for the host between
-/// them, and waits once per step.
+/// clamped to `[0, 1]` (for the PSNR) as a pair. Pairs are read with [`read_losses`] after a
+/// step's backward is queued, the pairs of every step since the last read in one copy, so a GPU
+/// runs forward and backward without waiting for the host between them, and waits once per read.
 fn losses(out: &Tensor, target: &Tensor) -> Result<(Tensor, Tensor)> {
     let loss = (out - target)?.sqr()?.mean_all()?;
     let clamped = (out.detach().clamp(0f32, 1f32)? - target)?
@@ -191,6 +207,16 @@ pub fn clip_grad_norm(
         }
     }
     Ok(norm)
+}
+
+/// A step whose loss values are still on the device, until the next read.
+struct Unread {
+    step: usize,
+    lr: f64,
+    elapsed: f64,
+    /// Each micro-batch's `(loss, clamped MSE)` pair and its share of the batch.
+    pairs: Vec<Tensor>,
+    weights: Vec<f64>,
 }
 
 /// A minibatch ready to run: its grid indices, target rows, and each micro-batch's `(start, len)`
@@ -262,6 +288,9 @@ pub struct Trainer<'a> {
     budget_steps: Option<usize>,
     budget_mark: Option<(usize, f64)>,
     average: Option<WeightAverage>,
+    /// Steps between reads of the losses ([`loss_every`]), and the steps not read yet.
+    loss_every: usize,
+    unread: Vec<Unread>,
 }
 
 /// A time budget's rate is measured from the point where this many steps and seconds have passed
@@ -337,6 +366,8 @@ impl<'a> Trainer<'a> {
             budget_steps: None,
             budget_mark: None,
             average: (config.ema > 0.0).then(|| WeightAverage::new(config.ema)),
+            loss_every: loss_every(config, &model.device),
+            unread: Vec::new(),
         })
     }
 
@@ -497,17 +528,23 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// One full-grid optimisation step; its PSNR is the whole signal's, so it updates the best step.
+    /// One full-grid optimisation step, its losses read now; its PSNR is the whole signal's, so
+    /// it updates the best step.
     pub fn step(&mut self) -> Result<StepRecord> {
+        let records = self.grid_step(true)?;
+        last_record(records)
+    }
+
+    /// One full-grid step; its losses are read now with those of the steps before it when `read`
+    /// holds, else left on the device.
+    fn grid_step(&mut self, read: bool) -> Result<Vec<StepRecord>> {
         let target = self.target.as_ref().ok_or_else(|| {
             Error::Invalid("full-grid step on a trainer set up for minibatches".into())
         })?;
         let out = self.model.model.forward_grid()?;
         let (loss, pair) = losses(&out, target)?;
         let grads = loss.backward()?;
-        let (value, mse) = read_losses(&[pair])?[0];
-        let psnr = psnr_from_mse(mse, 1.0);
-        self.apply(grads, value, psnr, true)
+        self.apply(grads, vec![pair], vec![1.0], true, read)
     }
 
     /// One optimisation step on a batch of grid indices (`[n, d]` row-major) with their target
@@ -518,10 +555,11 @@ impl<'a> Trainer<'a> {
     pub fn step_points(&mut self, idx: &[u32], target: &Tensor) -> Result<StepRecord> {
         let chunk = micro_batch(&self.config, &self.model.device);
         let ready = ReadyBatch::new(self.model, idx.to_vec(), target.clone(), chunk, false)?;
-        self.step_ready(ready)
+        last_record(self.step_ready(ready, true)?)
     }
 
-    fn step_ready(&mut self, ready: ReadyBatch) -> Result<StepRecord> {
+    /// One minibatch step; its losses are read as in [`Trainer::grid_step`].
+    fn step_ready(&mut self, ready: ReadyBatch, read: bool) -> Result<Vec<StepRecord>> {
         let ReadyBatch {
             idx,
             target,
@@ -560,12 +598,59 @@ impl<'a> Trainer<'a> {
             });
         }
         let grads = total.ok_or_else(|| Error::Invalid("an empty batch".into()))?;
-        let (mut loss_sum, mut mse_sum) = (0f64, 0f64);
-        for ((value, mse), weight) in read_losses(&pairs)?.into_iter().zip(weights) {
-            loss_sum += value as f64 * weight;
-            mse_sum += mse * weight;
+        self.apply(grads, pairs, weights, false, read)
+    }
+
+    /// Whether the losses are read after step `step` (1-based): every `train.loss_every` steps,
+    /// and where a checkpoint, an evaluation or the last step needs the steps' records.
+    fn reads_at(&self, step: usize) -> bool {
+        let every = self.config.checkpoint_every;
+        self.loss_every <= 1
+            || step.is_multiple_of(self.loss_every)
+            || step >= self.total_steps()
+            || (every > 0 && step.is_multiple_of(every))
+            || self.evaluates_at(step)
+    }
+
+    /// Minibatch mode: whether the whole signal is evaluated after step `step` (every
+    /// `train.eval_every` epochs; the end of the run is handled by the loop).
+    fn evaluates_at(&self, step: usize) -> bool {
+        self.steps_per_epoch.is_some_and(|spe| {
+            step.is_multiple_of(spe) && (step / spe).is_multiple_of(self.config.eval_every)
+        })
+    }
+
+    /// Read the losses of every step not read yet, in one copy: their records, in order. A
+    /// non-finite loss ends the run with the first step that had one.
+    fn read_unread(&mut self) -> Result<Vec<StepRecord>> {
+        let unread = std::mem::take(&mut self.unread);
+        if unread.is_empty() {
+            return Ok(Vec::new());
         }
-        self.apply(grads, loss_sum as f32, psnr_from_mse(mse_sum, 1.0), false)
+        let pairs: Vec<Tensor> = unread.iter().flat_map(|u| u.pairs.clone()).collect();
+        let mut values = read_losses(&pairs)?.into_iter();
+        let mut records = Vec::with_capacity(unread.len());
+        for u in unread {
+            let (mut loss, mut mse) = (0f64, 0f64);
+            for (weight, (value, clamped)) in u.weights.iter().zip(values.by_ref()) {
+                loss += value as f64 * weight;
+                mse += clamped * weight;
+            }
+            let loss = loss as f32;
+            if !loss.is_finite() {
+                return Err(Error::NonFinite { step: u.step, loss });
+            }
+            records.push(StepRecord {
+                step: u.step,
+                loss,
+                psnr: psnr_from_mse(mse, 1.0),
+                lr: u.lr,
+                elapsed: u.elapsed,
+                evaluation: None,
+                average: None,
+            });
+        }
+        Ok(records)
     }
 
     /// Record a whole-signal evaluation of the current parameters (minibatch mode): the best one
@@ -602,23 +687,36 @@ impl<'a> Trainer<'a> {
         Ok(Some(psnr))
     }
 
+    /// Update the parameters with a step's gradients. With `read`, the losses of this step and
+    /// of those before it not read yet are read first (before the update, so a full-grid step
+    /// whose PSNR is the best keeps the parameters its forward saw) and their records returned;
+    /// otherwise the step's loss pairs stay on the device and nothing is returned.
     fn apply(
         &mut self,
         mut grads: candle_core::backprop::GradStore,
-        loss_value: f32,
-        psnr: f64,
+        pairs: Vec<Tensor>,
+        weights: Vec<f64>,
         track_best: bool,
-    ) -> Result<StepRecord> {
+        read: bool,
+    ) -> Result<Vec<StepRecord>> {
         let record_step = self.step + 1;
-        if !loss_value.is_finite() {
-            return Err(Error::NonFinite {
-                step: record_step,
-                loss: loss_value,
-            });
-        }
-        if track_best && psnr > self.best_psnr {
-            // The forward saw the parameters before this update.
-            self.best_psnr = psnr;
+        self.measure_budget();
+        let lr = self.current_lr();
+        self.unread.push(Unread {
+            step: record_step,
+            lr,
+            elapsed: 0.0,
+            pairs,
+            weights,
+        });
+        let mut records = if read {
+            self.read_unread()?
+        } else {
+            Vec::new()
+        };
+        let psnr = records.last().map(|r| r.psnr);
+        if track_best && psnr.is_some_and(|p| p > self.best_psnr) {
+            self.best_psnr = psnr.unwrap_or(f64::NEG_INFINITY);
             self.best_step = record_step;
             self.best_params = self.model.params.snapshot()?;
             self.best_is_average = false;
@@ -626,22 +724,18 @@ impl<'a> Trainer<'a> {
         if self.config.grad_clip > 0.0 {
             clip_grad_norm(&mut grads, &self.model.params.vars(), self.config.grad_clip)?;
         }
-        self.measure_budget();
-        let lr = self.current_lr();
         self.adam.step(&grads, lr)?;
         if let Some(avg) = self.average.as_mut() {
             avg.update(&self.model.params.vars())?;
         }
         self.step = record_step;
-        Ok(StepRecord {
-            step: record_step,
-            loss: loss_value,
-            psnr,
-            lr,
-            elapsed: self.elapsed(),
-            evaluation: None,
-            average: None,
-        })
+        let elapsed = self.elapsed();
+        match (records.last_mut(), self.unread.last_mut()) {
+            (Some(r), _) => r.elapsed = elapsed,
+            (None, Some(u)) => u.elapsed = elapsed,
+            (None, None) => {}
+        }
+        Ok(records)
     }
 
     /// Train to the end of the run (or its time limit, or until `observer` stops it): full-grid
@@ -672,7 +766,8 @@ impl<'a> Trainer<'a> {
         };
         let mut next: Option<ReadyBatch> = None;
         while !self.is_done() {
-            let mut rec = match (batches.as_deref_mut(), self.steps_per_epoch) {
+            let read = self.reads_at(self.step + 1);
+            let mut records = match (batches.as_deref_mut(), self.steps_per_epoch) {
                 (Some(source), Some(spe)) => {
                     let current = match next.take() {
                         Some(r) => r,
@@ -682,7 +777,7 @@ impl<'a> Trainer<'a> {
                     let more = self.prefetch && following < self.total_steps();
                     let (rec, made) = std::thread::scope(|s| {
                         let worker = more.then(|| s.spawn(|| ready(source, following, spe)));
-                        let rec = self.step_ready(current);
+                        let rec = self.step_ready(current, read);
                         let made = worker.map(|w| w.join().expect("the batch worker panicked"));
                         (rec, made)
                     });
@@ -690,16 +785,16 @@ impl<'a> Trainer<'a> {
                     next = made.transpose()?;
                     rec
                 }
-                _ => self.step()?,
+                _ => self.grid_step(read)?,
             };
-            let whole_signal = match self.steps_per_epoch {
-                Some(spe) => {
-                    let epoch_end = self.step.is_multiple_of(spe);
-                    (epoch_end && (self.step / spe).is_multiple_of(self.config.eval_every))
-                        || self.is_done()
-                }
-                // Full-grid steps score themselves; the average is scored at the end.
-                None => self.is_done(),
+            // Full-grid steps score themselves; the average is scored at the end.
+            let whole_signal = self.evaluates_at(self.step) || self.is_done();
+            if whole_signal {
+                // A time limit can end the run on a step that did not read.
+                records.extend(self.read_unread()?);
+            }
+            let Some(rec) = records.last_mut() else {
+                continue;
             };
             if whole_signal {
                 if self.steps_per_epoch.is_some() {
@@ -710,7 +805,7 @@ impl<'a> Trainer<'a> {
                 }
                 rec.average = self.score_average()?;
             }
-            if observer.stepped(self, &rec)? == Flow::Stop {
+            if observer.stepped(self, &records)? == Flow::Stop {
                 break;
             }
         }
@@ -769,6 +864,13 @@ impl<'a> Trainer<'a> {
             elapsed_seconds: self.elapsed(),
         }
     }
+}
+
+/// The record of a step that read its losses.
+fn last_record(mut records: Vec<StepRecord>) -> Result<StepRecord> {
+    records
+        .pop()
+        .ok_or_else(|| Error::Invalid("a step that read its losses has no record".into()))
 }
 
 #[cfg(test)]

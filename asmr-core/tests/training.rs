@@ -22,7 +22,10 @@ fn config(iterations: usize, seed: u64) -> Config {
     b.build().unwrap()
 }
 
-fn params_of(trainer: &Trainer) -> Vec<(String, Vec<f32>)> {
+/// Every parameter tensor's values, by name.
+type Params = Vec<(String, Vec<f32>)>;
+
+fn params_of(trainer: &Trainer) -> Params {
     trainer
         .model
         .params
@@ -192,7 +195,7 @@ fn minibatch_config(epochs: usize) -> Config {
 struct StopAfter(usize);
 
 impl Observer for StopAfter {
-    fn stepped(&mut self, t: &Trainer, _: &StepRecord) -> asmr_core::Result<Flow> {
+    fn stepped(&mut self, t: &Trainer, _: &[StepRecord]) -> asmr_core::Result<Flow> {
         Ok(if t.step >= self.0 {
             Flow::Stop
         } else {
@@ -330,8 +333,8 @@ fn banded_prediction_equals_the_full_grid_forward() {
 fn lrs(cfg: &Config, s: &Signal) -> Vec<f64> {
     struct Rates(Vec<f64>);
     impl Observer for Rates {
-        fn stepped(&mut self, _: &Trainer, r: &StepRecord) -> asmr_core::Result<Flow> {
-            self.0.push(r.lr);
+        fn stepped(&mut self, _: &Trainer, recs: &[StepRecord]) -> asmr_core::Result<Flow> {
+            self.0.extend(recs.iter().map(|r| r.lr));
             Ok(Flow::Continue)
         }
     }
@@ -378,12 +381,14 @@ fn a_schedule_past_the_lr_horizon_starts_lower() {
     assert_eq!((ema("fast"), ema("paper")), (0.9, 0.0));
 }
 
-/// Every step's record and the parameters after it.
+/// Every step's record and the parameters after it (on the CPU, where every step reads its
+/// losses).
 struct Trace(Vec<(StepRecord, Vec<(String, asmr_core::candle_core::Tensor)>)>);
 
 impl Observer for Trace {
-    fn stepped(&mut self, t: &Trainer, r: &StepRecord) -> asmr_core::Result<Flow> {
-        self.0.push((*r, t.model.params.snapshot()?));
+    fn stepped(&mut self, t: &Trainer, recs: &[StepRecord]) -> asmr_core::Result<Flow> {
+        assert_eq!(recs.len(), 1, "one step per read");
+        self.0.push((recs[0], t.model.params.snapshot()?));
         Ok(Flow::Continue)
     }
 }
@@ -506,4 +511,128 @@ fn a_resumed_run_continues_its_weight_average() {
     let resumed = (trace.0.last().unwrap().0.average, t.best_psnr, t.best_step);
     assert!(full.0.is_some());
     assert_eq!(resumed, full);
+}
+
+/// Each call's records, and the trainer's step at the call.
+#[derive(Default)]
+struct Groups(Vec<(usize, Vec<StepRecord>)>);
+
+impl Observer for Groups {
+    fn stepped(&mut self, t: &Trainer, recs: &[StepRecord]) -> asmr_core::Result<Flow> {
+        self.0.push((t.step, recs.to_vec()));
+        Ok(Flow::Continue)
+    }
+}
+
+impl Groups {
+    fn ends(&self) -> Vec<usize> {
+        self.0.iter().map(|(step, _)| *step).collect()
+    }
+
+    /// Every record with its elapsed time dropped (the only field that differs between runs).
+    fn records(&self) -> Vec<StepRecord> {
+        self.0
+            .iter()
+            .flat_map(|(_, recs)| recs.iter().map(|r| StepRecord { elapsed: 0.0, ..*r }))
+            .collect()
+    }
+}
+
+/// `train.loss_every` (every 10 steps by default on a GPU) only changes when the losses are read:
+/// the steps, their records and the parameters are those of a run that reads every step. Reads
+/// also happen at checkpoints, evaluations and the last step, and the best full-grid step is the
+/// best of the steps that read.
+#[test]
+fn losses_read_every_few_steps_give_the_same_steps() {
+    let s: &'static Signal = Box::leak(Box::new(test_signal(&[16, 16], 3)));
+    let dev = common::devices()[0].clone();
+    let run = |cfg: &Config| {
+        let built = build_model(cfg, &s.info, &dev).unwrap();
+        let mut t = Trainer::new(&built, s, &cfg.train).unwrap();
+        let mut groups = Groups::default();
+        t.run(&mut groups).unwrap();
+        let best = (t.best_psnr, t.best_step);
+        (groups, params_of(&t), best)
+    };
+    let mut cfg = config(60, 4);
+    cfg.train.checkpoint_every = 7;
+    // A constant rate high enough that single steps jitter, so the best step is not the last.
+    cfg.train.lr = 3e-3;
+    cfg.train.lr_min = 3e-3;
+    let (every, every_params, every_best) = run(&cfg);
+    assert_eq!(every.ends(), (1..=60).collect::<Vec<_>>());
+    cfg.train.loss_every = 5;
+    let (grouped, grouped_params, grouped_best) = run(&cfg);
+    // Every 5th step, every checkpoint (7th) and the last.
+    let ends = [
+        5, 7, 10, 14, 15, 20, 21, 25, 28, 30, 35, 40, 42, 45, 49, 50, 55, 56, 60,
+    ];
+    assert_eq!(grouped.ends(), ends);
+    assert!(grouped
+        .0
+        .iter()
+        .all(|(step, recs)| recs.last().unwrap().step == *step));
+    assert_eq!(grouped.records(), every.records());
+    assert_eq!(grouped_params, every_params);
+    let read = every
+        .records()
+        .into_iter()
+        .filter(|r| grouped.ends().contains(&r.step))
+        .max_by(|a, b| a.psnr.total_cmp(&b.psnr))
+        .unwrap();
+    assert_eq!(grouped_best, (read.psnr, read.step));
+    assert!(!grouped.ends().contains(&every_best.1), "{every_best:?}");
+    assert!(every_best.0 > grouped_best.0);
+
+    // Minibatch mode: evaluations every epoch of 4 batches read too; the best step is an
+    // evaluation's, so it is the same either way.
+    let mut mb = minibatch_config(3);
+    let (every, every_params, every_best) = run_minibatch(&mb, s);
+    mb.train.loss_every = 5;
+    let (grouped, grouped_params, grouped_best) = run_minibatch(&mb, s);
+    assert_eq!(grouped.ends(), vec![4, 5, 8, 10, 12]);
+    assert_eq!(grouped.records(), every.records());
+    assert_eq!((grouped_params, grouped_best), (every_params, every_best));
+
+    // A time limit can end the run on a step that does not read: its losses are read then.
+    let mut cfg = config(1000, 1);
+    cfg.train.loss_every = 5;
+    cfg.train.time_limit = 1e-9;
+    let (groups, _, _) = run(&cfg);
+    assert_eq!(groups.ends(), vec![1]);
+
+    // A non-finite loss is reported at the step that had it, whichever step read it.
+    let nan_step = |every: usize| {
+        let mut cfg = config(20, 1);
+        cfg.net.bases = asmr_core::Bases::Auto;
+        cfg.train.lr = 1e30;
+        cfg.train.lr_min = 0.0;
+        cfg.train.loss_every = every;
+        let built = build_model(&cfg, &s.info, &dev).unwrap();
+        let mut t = Trainer::new(&built, s, &cfg.train).unwrap();
+        match t.run(&mut asmr_core::trainer::Silent).unwrap_err() {
+            Error::NonFinite { step, .. } => step,
+            e => panic!("{e}"),
+        }
+    };
+    assert_eq!(nan_step(7), nan_step(1));
+}
+
+/// A minibatch run's groups, parameters and best step.
+fn run_minibatch(cfg: &Config, s: &'static Signal) -> (Groups, Params, (f64, usize)) {
+    let dev = common::devices()[0].clone();
+    let built = build_model(cfg, &s.info, &dev).unwrap();
+    let mut t = Trainer::new(&built, s, &cfg.train).unwrap();
+    let sampler = asmr_core::sampler::GridSampler::new(
+        &s.info.shape,
+        &cfg.train.sampler_grid,
+        cfg.train.batch,
+        cfg.train.seed,
+    )
+    .unwrap();
+    t.set_batches(Box::new(sampler));
+    let mut groups = Groups::default();
+    t.run(&mut groups).unwrap();
+    let best = (t.best_psnr, t.best_step);
+    (groups, params_of(&t), best)
 }
