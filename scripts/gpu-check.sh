@@ -78,6 +78,10 @@ if [ -f "$dist/data/image-cameraman-512.png" ]; then
       --device cuda --preset low-mac-4 --iterations 2000 --set train.tf32=$tf \
       --out /tmp/asmr-cam-$tf --overwrite && cp /tmp/asmr-cam-$tf/metrics.json "$out/cameraman-tf32-$tf.json"
   done
+  # The same fit reading its losses every step instead of every 10 (`train.loss_every`).
+  run "fit cameraman 2000 loss_every=1" 120 "$cli" fit image "$dist/data/image-cameraman-512.png" \
+    --device cuda --preset low-mac-4 --iterations 2000 --set train.loss_every=1 \
+    --out /tmp/asmr-cam-every --overwrite && cp /tmp/asmr-cam-every/metrics.json "$out/cameraman-loss-every-1.json"
 fi
 
 run "bench 512x512 cuda" 150 "$cli" bench --device cuda --shape 512,512 --preset low-mac-4 \
