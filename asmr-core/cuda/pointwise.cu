@@ -111,3 +111,8 @@ KERNEL(adam_update, (u64 n, float step, float sqrt_bc2, float eps, const float *
                      const float *__restrict__ v, float *__restrict__ p)) {
   FOR_EACH(i, n) p[i] = p[i] - m[i] / (sqrtf(v[i]) / sqrt_bc2 + eps) * step;
 }
+
+// The weight average (src/optim.rs, `train.ema`), in place: avg = p + decay (avg - p).
+KERNEL(average_update, (u64 n, float decay, const float *__restrict__ p, float *__restrict__ avg)) {
+  FOR_EACH(i, n) avg[i] = p[i] + (avg[i] - p[i]) * decay;
+}

@@ -181,20 +181,40 @@ impl WeightAverage {
         }
         for ((_, avg), (_, var)) in self.values.iter_mut().zip(vars) {
             let p = var.as_tensor().detach();
+            // On a GPU one kernel updates the average's own storage in place.
+            #[cfg(feature = "cuda")]
+            if p.device().is_cuda() && p.dtype() == candle_core::DType::F32 {
+                crate::kernels::average::update(avg, &p, self.decay as f32)?;
+                continue;
+            }
             // p + decay * (avg - p): fresh storage, never the variable's own.
             *avg = (&p + ((&*avg - &p)? * self.decay)?)?;
         }
         Ok(())
     }
 
-    /// The averaged values by parameter name (empty before the first step).
+    /// The averaged values by parameter name (empty before the first step). A GPU updates them
+    /// in place, so what must outlive the next step takes [`WeightAverage::snapshot`].
     pub fn values(&self) -> &[(String, Tensor)] {
         &self.values
     }
 
-    /// Continue from values saved by [`WeightAverage::values`].
-    pub fn load(&mut self, values: Vec<(String, Tensor)>) {
-        self.values = values;
+    /// A copy of the averaged values that later steps leave alone.
+    pub fn snapshot(&self) -> Result<Vec<(String, Tensor)>> {
+        self.values
+            .iter()
+            .map(|(n, t)| Ok((n.clone(), t.copy()?)))
+            .collect()
+    }
+
+    /// Continue from values saved by [`WeightAverage::values`] (copied: the average owns its
+    /// storage).
+    pub fn load(&mut self, values: Vec<(String, Tensor)>) -> Result<()> {
+        self.values = values
+            .into_iter()
+            .map(|(n, t)| Ok((n, t.copy()?)))
+            .collect::<Result<_>>()?;
+        Ok(())
     }
 }
 

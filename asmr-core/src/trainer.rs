@@ -408,7 +408,7 @@ impl<'a> Trainer<'a> {
                 .collect::<Option<candle_core::Result<_>>>()
                 .transpose()?;
             if let Some(values) = saved {
-                avg.load(values);
+                avg.load(values)?;
             }
         }
         self.elapsed_before = ckpt.meta.elapsed_seconds;
@@ -671,17 +671,15 @@ impl<'a> Trainer<'a> {
         let Some(avg) = self.average.as_ref().filter(|a| !a.values().is_empty()) else {
             return Ok(None);
         };
-        let values = avg.values().to_vec();
         let current = self.model.params.snapshot()?;
-        self.model.params.restore(&values)?;
+        self.model.params.restore(avg.values())?;
         let psnr = evaluate_psnr(self.model, self.signal);
         self.model.params.restore(&current)?;
         let psnr = psnr?;
         if psnr > self.best_psnr {
             self.best_psnr = psnr;
             self.best_step = self.step;
-            // The average is replaced, never written in place, so these stay as they are.
-            self.best_params = values;
+            self.best_params = avg.snapshot()?;
             self.best_is_average = true;
         }
         Ok(Some(psnr))

@@ -7,6 +7,8 @@
 
 #[cfg(feature = "cuda")]
 pub mod adam;
+#[cfg(feature = "cuda")]
+pub mod average;
 #[cfg(any(feature = "cuda", feature = "cuda-emu"))]
 pub mod cuda;
 pub mod gabor;

@@ -178,6 +178,25 @@ mod tests {
         }
     }
 
+    /// Three updates of the weight average, against `optim::WeightAverage`'s tensor ops.
+    #[test]
+    fn weight_average_updates() {
+        use crate::optim::WeightAverage;
+        let n = 1000;
+        let var = Var::from_tensor(&rand(&[n], -1.0, 1.0)).unwrap();
+        let vars = vec![("w".to_string(), var.clone())];
+        let mut avg = WeightAverage::new(0.9);
+        avg.update(&vars).unwrap();
+        let mut a = host(var.as_tensor());
+        for _ in 0..3 {
+            var.set(&rand(&[n], -1.0, 1.0)).unwrap();
+            avg.update(&vars).unwrap();
+            let p = host(var.as_tensor());
+            k::average_update(&Emu, n, 0.9, addr(&p), dst(&mut a)).unwrap();
+            assert_close(&a, &avg.values()[0].1, 1e-6, "weight average");
+        }
+    }
+
     #[test]
     fn column_sums_of_tall_and_wide_matrices() {
         for (rows, cols) in [(1, 1), (5000, 3), (70, 513), (3, 2000)] {

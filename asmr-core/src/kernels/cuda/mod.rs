@@ -474,6 +474,17 @@ pub fn adam_moment(
     e.launch(Source::Pointwise, "adam_moment", blocks(n), &args)
 }
 
+/// The weight average's update in place: `avg = p + decay (avg - p)`.
+pub fn average_update(e: &impl Exec, n: usize, decay: f32, p: Ptr, avg: Ptr) -> Result<()> {
+    let args = [
+        Arg::U64(n as u64),
+        Arg::F32(decay),
+        Arg::Ptr(p),
+        Arg::Ptr(avg),
+    ];
+    e.launch(Source::Pointwise, "average_update", blocks(n), &args)
+}
+
 /// Adam's parameter update in place: `p -= step m / (sqrt(v) / sqrt_bc2 + eps)`.
 #[allow(clippy::too_many_arguments)]
 pub fn adam_update(

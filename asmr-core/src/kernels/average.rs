@@ -1,0 +1,62 @@
+//! The weight average's update (`train.ema`) on a GPU as one in-place kernel per parameter instead
+//! of three candle ops, each its own launch and allocation. The CPU keeps
+//! `optim::WeightAverage`'s tensor ops.
+
+use candle_core::{CpuStorage, CudaStorage, InplaceOp2, Layout, Result, Tensor};
+
+use super::cuda::{self, device};
+
+/// `avg = p + decay (avg - p)` in place.
+pub fn update(avg: &Tensor, p: &Tensor, decay: f32) -> Result<()> {
+    avg.inplace_op2(&p.contiguous()?, &Update(decay))
+}
+
+struct Update(f32);
+
+/// The element count shared by the average and its parameter.
+fn common_len(avg: &Layout, p: &Layout) -> Result<usize> {
+    let n = avg.shape().elem_count();
+    if p.shape().elem_count() != n {
+        candle_core::bail!("weight average: the average and its parameter differ in size");
+    }
+    Ok(n)
+}
+
+impl InplaceOp2 for Update {
+    fn name(&self) -> &'static str {
+        "asmr-average-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        common_len(l1, l2)?;
+        let p = super::cpu_f32(s2, l2, "weight average")?;
+        let avg = match (s1, l1.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((a, b))) => &mut v[a..b],
+            _ => candle_core::bail!("weight average: contiguous f32 tensors only"),
+        };
+        for (a, &p) in avg.iter_mut().zip(p) {
+            *a = p + (*a - p) * self.0;
+        }
+        Ok(())
+    }
+
+    fn cuda_fwd(
+        &self,
+        s1: &mut CudaStorage,
+        l1: &Layout,
+        s2: &CudaStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let n = common_len(l1, l2)?;
+        let p = device::operand(s2, l2, "weight average")?;
+        let avg = device::operand(s1, l1, "weight average")?;
+        let e = device::Gpu(&s1.device);
+        cuda::average_update(&e, n, self.0, p, avg)
+    }
+}
