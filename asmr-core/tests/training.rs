@@ -636,3 +636,25 @@ fn run_minibatch(cfg: &Config, s: &'static Signal) -> (Groups, Params, (f64, usi
     let best = (t.best_psnr, t.best_step);
     (groups, params_of(&t), best)
 }
+
+/// On every device the kept weights score what the run reports: on a GPU the weight average is
+/// updated in place, so a kept average must be a copy that later steps leave alone.
+#[test]
+fn the_kept_weights_score_the_best_psnr_on_every_device() {
+    let s: &'static Signal = Box::leak(Box::new(test_signal(&[16, 16], 3)));
+    let mut cfg = minibatch_config(6);
+    cfg.train.ema = 0.8;
+    for dev in common::devices() {
+        let built = build_model(&cfg, &s.info, &dev).unwrap();
+        let mut t = Trainer::new(&built, s, &cfg.train).unwrap();
+        t.set_batches(Box::new(
+            asmr_core::sampler::GridSampler::new(&s.info.shape, &[4], 64, 3).unwrap(),
+        ));
+        t.run(&mut asmr_core::trainer::Silent).unwrap();
+        let (best, kept) = (t.best_psnr, t.best_params.clone());
+        drop(t);
+        built.params.restore(&kept).unwrap();
+        let scored = asmr_core::render::evaluate_psnr(&built, s).unwrap();
+        assert!((scored - best).abs() < 1e-9, "{dev:?}: {scored} vs {best}");
+    }
+}
