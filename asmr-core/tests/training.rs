@@ -191,6 +191,19 @@ fn minibatch_config(epochs: usize) -> Config {
     cfg
 }
 
+/// The uniform grid sampler of a minibatch config.
+fn grid_sampler(cfg: &Config, s: &Signal) -> Box<dyn asmr_core::sampler::BatchSource> {
+    Box::new(
+        asmr_core::sampler::GridSampler::new(
+            &s.info.shape,
+            &cfg.train.sampler_grid,
+            cfg.train.batch,
+            cfg.train.seed,
+        )
+        .unwrap(),
+    )
+}
+
 /// Stops the run after a given step.
 struct StopAfter(usize);
 
@@ -223,18 +236,10 @@ fn train_epochs_with(
     resume: Option<&std::path::Path>,
     prefetch: Option<bool>,
 ) -> Trainer<'static> {
-    use asmr_core::sampler::GridSampler;
     let dev = common::devices()[0].clone();
     let built = Box::leak(Box::new(build_model(cfg, &s.info, &dev).unwrap()));
     let mut t = Trainer::new(built, s, &cfg.train).unwrap();
-    let sampler = GridSampler::new(
-        &s.info.shape,
-        &cfg.train.sampler_grid,
-        cfg.train.batch,
-        cfg.train.seed,
-    )
-    .unwrap();
-    t.set_batches(Box::new(sampler));
+    t.set_batches(grid_sampler(cfg, s));
     if let Some(on) = prefetch {
         t.set_prefetch(on);
     }
@@ -623,14 +628,7 @@ fn run_minibatch(cfg: &Config, s: &'static Signal) -> (Groups, Params, (f64, usi
     let dev = common::devices()[0].clone();
     let built = build_model(cfg, &s.info, &dev).unwrap();
     let mut t = Trainer::new(&built, s, &cfg.train).unwrap();
-    let sampler = asmr_core::sampler::GridSampler::new(
-        &s.info.shape,
-        &cfg.train.sampler_grid,
-        cfg.train.batch,
-        cfg.train.seed,
-    )
-    .unwrap();
-    t.set_batches(Box::new(sampler));
+    t.set_batches(grid_sampler(cfg, s));
     let mut groups = Groups::default();
     t.run(&mut groups).unwrap();
     let best = (t.best_psnr, t.best_step);

@@ -47,14 +47,6 @@ fn common_len(dst: &Layout, a: &Layout, b: &Layout) -> Result<usize> {
     Ok(n)
 }
 
-/// The contiguous f32 data of an in-place op's CPU destination.
-fn cpu_dst<'a>(s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
-        _ => candle_core::bail!("adam: contiguous f32 tensors only"),
-    }
-}
-
 impl InplaceOp3 for Moment {
     fn name(&self) -> &'static str {
         "asmr-adam-moment"
@@ -74,7 +66,7 @@ impl InplaceOp3 for Moment {
             super::cpu_f32(s2, l2, "adam")?,
             super::cpu_f32(s3, l3, "adam")?,
         );
-        for ((mom, &g), &p) in cpu_dst(s1, l1)?.iter_mut().zip(g).zip(p) {
+        for ((mom, &g), &p) in super::cpu_f32_mut(s1, l1, "adam")?.iter_mut().zip(g).zip(p) {
             let d = if self.wd != 0.0 { g + self.wd * p } else { g };
             let d = if self.square { d * d } else { d };
             *mom = *mom * self.beta + d * (1.0 - self.beta);
@@ -125,7 +117,7 @@ impl InplaceOp3 for Update {
             super::cpu_f32(s3, l3, "adam")?,
         );
         let c = self.0;
-        for ((p, &m), &v) in cpu_dst(s1, l1)?.iter_mut().zip(m).zip(v) {
+        for ((p, &m), &v) in super::cpu_f32_mut(s1, l1, "adam")?.iter_mut().zip(m).zip(v) {
             *p -= m / (v.sqrt() / c.sqrt_bc2 + c.eps) * c.step;
         }
         Ok(())

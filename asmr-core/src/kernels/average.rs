@@ -36,11 +36,10 @@ impl InplaceOp2 for Update {
     ) -> Result<()> {
         common_len(l1, l2)?;
         let p = super::cpu_f32(s2, l2, "weight average")?;
-        let avg = match (s1, l1.contiguous_offsets()) {
-            (CpuStorage::F32(v), Some((a, b))) => &mut v[a..b],
-            _ => candle_core::bail!("weight average: contiguous f32 tensors only"),
-        };
-        for (a, &p) in avg.iter_mut().zip(p) {
+        for (a, &p) in super::cpu_f32_mut(s1, l1, "weight average")?
+            .iter_mut()
+            .zip(p)
+        {
             *a = p + (*a - p) * self.0;
         }
         Ok(())

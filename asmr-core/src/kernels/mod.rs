@@ -104,6 +104,19 @@ pub(crate) fn cpu_f32<'a>(
     }
 }
 
+/// The contiguous f32 data of an in-place op's CPU destination.
+#[cfg(feature = "cuda")]
+pub(crate) fn cpu_f32_mut<'a>(
+    s: &'a mut candle_core::CpuStorage,
+    l: &candle_core::Layout,
+    op: &str,
+) -> candle_core::Result<&'a mut [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (candle_core::CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
+        _ => candle_core::bail!("{op}: contiguous f32 tensors only"),
+    }
+}
+
 /// `total += part`, elementwise (reducing per-thread partial gradients).
 pub(crate) fn add_into(total: &mut [f32], part: &[f32]) {
     for (t, v) in total.iter_mut().zip(part) {
