@@ -177,36 +177,30 @@ fn read_losses(pairs: &[Tensor]) -> Result<Vec<(f32, f64)>> {
 }
 
 /// Scale all gradients so that their global L2 norm is at most `max_norm` (PyTorch's
-/// `clip_grad_norm_`).
+/// `clip_grad_norm_`): the global norm, a scalar on the device, or `None` without gradients. As in
+/// PyTorch the factor `min(1, max_norm / (norm + 1e-6))` stays on the device, so a GPU step does
+/// not wait for the host to read the norm.
 pub fn clip_grad_norm(
     grads: &mut candle_core::backprop::GradStore,
     vars: &[(String, candle_core::Var)],
     max_norm: f64,
-) -> Result<f64> {
-    // Each gradient's squared norm stays on the device until one copy reads them all.
+) -> Result<Option<Tensor>> {
     let sums = vars
         .iter()
         .filter_map(|(_, v)| grads.get(v).map(|g| g.sqr()?.sum_all()))
         .collect::<candle_core::Result<Vec<_>>>()?;
-    let sq = if sums.is_empty() {
-        0.0
-    } else {
-        Tensor::stack(&sums, 0)?
-            .to_vec1::<f32>()?
-            .into_iter()
-            .fold(0f64, |acc, s| acc + s as f64)
-    };
-    let norm = sq.sqrt();
-    let scale = max_norm / (norm + 1e-6);
-    if scale < 1.0 {
-        for (_, v) in vars {
-            if let Some(g) = grads.get(v) {
-                let scaled = (g * scale)?;
-                grads.insert(v, scaled);
-            }
+    if sums.is_empty() {
+        return Ok(None);
+    }
+    let norm = Tensor::stack(&sums, 0)?.sum_all()?.sqrt()?;
+    let scale = ((&norm + 1e-6)?.recip()? * max_norm)?.clamp(0f32, 1f32)?;
+    for (_, v) in vars {
+        if let Some(g) = grads.get(v) {
+            let scaled = g.broadcast_mul(&scale)?;
+            grads.insert(v, scaled);
         }
     }
-    Ok(norm)
+    Ok(Some(norm))
 }
 
 /// A step whose loss values are still on the device, until the next read.
@@ -896,7 +890,8 @@ mod tests {
             g.get(v).unwrap().flatten_all().unwrap().to_vec1().unwrap()
         };
         let mut grads = loss.backward()?;
-        let norm = clip_grad_norm(&mut grads, &vars, 6.5).unwrap();
+        let norm = clip_grad_norm(&mut grads, &vars, 6.5).unwrap().unwrap();
+        let norm = norm.to_scalar::<f32>()?;
         assert!((norm - 13.0).abs() < 1e-5, "{norm}");
         let (ga, gb) = (host(&grads, &a), host(&grads, &b));
         for (got, want) in ga.iter().chain(&gb).zip([1.5f32, 2.0, 0.0, 6.0]) {
@@ -905,6 +900,9 @@ mod tests {
         let mut grads = loss.backward()?;
         clip_grad_norm(&mut grads, &vars, 20.0).unwrap();
         assert_eq!(host(&grads, &a), vec![3.0, 4.0]);
+        assert!(clip_grad_norm(&mut grads, &vars[2..], 1.0)
+            .unwrap()
+            .is_none());
         Ok(())
     }
 
