@@ -38,15 +38,6 @@ struct Moment {
     wd: f32,
 }
 
-/// The element count shared by a destination and its two sources.
-fn common_len(dst: &Layout, a: &Layout, b: &Layout) -> Result<usize> {
-    let n = dst.shape().elem_count();
-    if a.shape().elem_count() != n || b.shape().elem_count() != n {
-        candle_core::bail!("adam: parameter, gradient and moments differ in size");
-    }
-    Ok(n)
-}
-
 impl InplaceOp3 for Moment {
     fn name(&self) -> &'static str {
         "asmr-adam-moment"
@@ -61,7 +52,7 @@ impl InplaceOp3 for Moment {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<()> {
-        common_len(l1, l2, l3)?;
+        super::common_len(l1, &[l2, l3], "adam")?;
         let (g, p) = (
             super::cpu_f32(s2, l2, "adam")?,
             super::cpu_f32(s3, l3, "adam")?,
@@ -83,7 +74,7 @@ impl InplaceOp3 for Moment {
         s3: &CudaStorage,
         l3: &Layout,
     ) -> Result<()> {
-        let n = common_len(l1, l2, l3)?;
+        let n = super::common_len(l1, &[l2, l3], "adam")?;
         let (g, p) = (
             device::operand(s2, l2, "adam")?,
             device::operand(s3, l3, "adam")?,
@@ -111,7 +102,7 @@ impl InplaceOp3 for Update {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<()> {
-        common_len(l1, l2, l3)?;
+        super::common_len(l1, &[l2, l3], "adam")?;
         let (m, v) = (
             super::cpu_f32(s2, l2, "adam")?,
             super::cpu_f32(s3, l3, "adam")?,
@@ -132,7 +123,7 @@ impl InplaceOp3 for Update {
         s3: &CudaStorage,
         l3: &Layout,
     ) -> Result<()> {
-        let n = common_len(l1, l2, l3)?;
+        let n = super::common_len(l1, &[l2, l3], "adam")?;
         let (m, v) = (
             device::operand(s2, l2, "adam")?,
             device::operand(s3, l3, "adam")?,

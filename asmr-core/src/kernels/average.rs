@@ -13,15 +13,6 @@ pub fn update(avg: &Tensor, p: &Tensor, decay: f32) -> Result<()> {
 
 struct Update(f32);
 
-/// The element count shared by the average and its parameter.
-fn common_len(avg: &Layout, p: &Layout) -> Result<usize> {
-    let n = avg.shape().elem_count();
-    if p.shape().elem_count() != n {
-        candle_core::bail!("weight average: the average and its parameter differ in size");
-    }
-    Ok(n)
-}
-
 impl InplaceOp2 for Update {
     fn name(&self) -> &'static str {
         "asmr-average-update"
@@ -34,7 +25,7 @@ impl InplaceOp2 for Update {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<()> {
-        common_len(l1, l2)?;
+        super::common_len(l1, &[l2], "weight average")?;
         let p = super::cpu_f32(s2, l2, "weight average")?;
         for (a, &p) in super::cpu_f32_mut(s1, l1, "weight average")?
             .iter_mut()
@@ -52,7 +43,7 @@ impl InplaceOp2 for Update {
         s2: &CudaStorage,
         l2: &Layout,
     ) -> Result<()> {
-        let n = common_len(l1, l2)?;
+        let n = super::common_len(l1, &[l2], "weight average")?;
         let p = device::operand(s2, l2, "weight average")?;
         let avg = device::operand(s1, l1, "weight average")?;
         let e = device::Gpu(&s1.device);

@@ -104,6 +104,20 @@ pub(crate) fn cpu_f32<'a>(
     }
 }
 
+/// The element count an in-place op's destination shares with each of its sources.
+#[cfg(feature = "cuda")]
+pub(crate) fn common_len(
+    dst: &candle_core::Layout,
+    srcs: &[&candle_core::Layout],
+    op: &str,
+) -> candle_core::Result<usize> {
+    let n = dst.shape().elem_count();
+    if srcs.iter().any(|l| l.shape().elem_count() != n) {
+        candle_core::bail!("{op}: the operands differ in size");
+    }
+    Ok(n)
+}
+
 /// The contiguous f32 data of an in-place op's CPU destination.
 #[cfg(feature = "cuda")]
 pub(crate) fn cpu_f32_mut<'a>(
