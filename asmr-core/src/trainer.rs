@@ -706,9 +706,9 @@ impl<'a> Trainer<'a> {
         } else {
             Vec::new()
         };
-        let psnr = records.last().map(|r| r.psnr);
-        if track_best && psnr.is_some_and(|p| p > self.best_psnr) {
-            self.best_psnr = psnr.unwrap_or(f64::NEG_INFINITY);
+        let best = records.last().map(|r| r.psnr);
+        if let Some(psnr) = best.filter(|&p| track_best && p > self.best_psnr) {
+            self.best_psnr = psnr;
             self.best_step = record_step;
             self.best_params = self.model.params.snapshot()?;
             self.best_is_average = false;
@@ -722,10 +722,11 @@ impl<'a> Trainer<'a> {
         }
         self.step = record_step;
         let elapsed = self.elapsed();
-        match (records.last_mut(), self.unread.last_mut()) {
-            (Some(r), _) => r.elapsed = elapsed,
-            (None, Some(u)) => u.elapsed = elapsed,
-            (None, None) => {}
+        // This step's record is the last read, or it waits as the last unread.
+        if let Some(r) = records.last_mut() {
+            r.elapsed = elapsed;
+        } else if let Some(u) = self.unread.last_mut() {
+            u.elapsed = elapsed;
         }
         Ok(records)
     }

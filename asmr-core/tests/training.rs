@@ -236,6 +236,18 @@ fn train_epochs_with(
     resume: Option<&std::path::Path>,
     prefetch: Option<bool>,
 ) -> Trainer<'static> {
+    let mut stop = StopAfter(stop_after.unwrap_or(usize::MAX));
+    train_epochs_observed(cfg, s, resume, prefetch, &mut stop)
+}
+
+/// Minibatch training reported to `observer`.
+fn train_epochs_observed(
+    cfg: &Config,
+    s: &'static Signal,
+    resume: Option<&std::path::Path>,
+    prefetch: Option<bool>,
+    observer: &mut dyn Observer,
+) -> Trainer<'static> {
     let dev = common::devices()[0].clone();
     let built = Box::leak(Box::new(build_model(cfg, &s.info, &dev).unwrap()));
     let mut t = Trainer::new(built, s, &cfg.train).unwrap();
@@ -246,8 +258,7 @@ fn train_epochs_with(
     if let Some(p) = resume {
         t.resume(&checkpoint::load(p, &dev).unwrap(), p).unwrap();
     }
-    t.run(&mut StopAfter(stop_after.unwrap_or(usize::MAX)))
-        .unwrap();
+    t.run(observer).unwrap();
     t
 }
 
@@ -625,12 +636,8 @@ fn losses_read_every_few_steps_give_the_same_steps() {
 
 /// A minibatch run's groups, parameters and best step.
 fn run_minibatch(cfg: &Config, s: &'static Signal) -> (Groups, Params, (f64, usize)) {
-    let dev = common::devices()[0].clone();
-    let built = build_model(cfg, &s.info, &dev).unwrap();
-    let mut t = Trainer::new(&built, s, &cfg.train).unwrap();
-    t.set_batches(grid_sampler(cfg, s));
     let mut groups = Groups::default();
-    t.run(&mut groups).unwrap();
+    let t = train_epochs_observed(cfg, s, None, None, &mut groups);
     let best = (t.best_psnr, t.best_step);
     (groups, params_of(&t), best)
 }
