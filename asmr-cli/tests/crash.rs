@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use image::{ImageBuffer, Luma};
@@ -166,6 +167,14 @@ fn faster_of_two(cwd: &Path, command: &dyn Fn(&str) -> Vec<String>) -> Duration 
         .unwrap()
 }
 
+/// The tests here one at a time: their kill moments are fractions of a measured whole run, which
+/// the other test's fits running beside it would stretch far beyond the interrupted runs' time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn same_results(a: &Path, b: &Path) {
     let read = |p: &Path| -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(p.join("metrics.json")).unwrap()).unwrap()
@@ -190,6 +199,7 @@ fn same_results(a: &Path, b: &Path) {
 
 #[test]
 fn killed_and_continued_fits_end_like_uninterrupted_ones() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let p = photo(d, "photo.png", 0);
@@ -223,6 +233,7 @@ fn killed_and_continued_fits_end_like_uninterrupted_ones() {
 
 #[test]
 fn killed_and_restarted_dataset_runs_end_like_uninterrupted_ones() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::create_dir(d.join("photos")).unwrap();
