@@ -22,14 +22,24 @@ extern "C" fn on_signal(_: libc::c_int) {
     }
 }
 
-/// Catch SIGINT and SIGTERM from now on.
+/// Catch SIGINT and SIGTERM from now on, except one the process started with ignored: a shell
+/// starts background jobs with SIGINT ignored (and `nohup`-style launchers others), so that a
+/// Ctrl-C meant for the foreground does not reach them; the usual Unix rule keeps it so.
 pub fn install() {
     #[cfg(unix)]
-    // SAFETY: the handler only touches an atomic and calls `_exit`, both async-signal-safe.
-    unsafe {
-        let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        libc::signal(libc::SIGINT, handler);
-        libc::signal(libc::SIGTERM, handler);
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `sigaction` with a null new action only reads the current disposition; the
+        // handler only touches an atomic and calls `_exit`, both async-signal-safe.
+        unsafe {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+                && current.sa_sigaction == libc::SIG_IGN
+            {
+                continue;
+            }
+            let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::signal(signal, handler);
+        }
     }
 }
 

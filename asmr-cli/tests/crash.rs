@@ -10,8 +10,24 @@ use std::time::Duration;
 
 use image::{ImageBuffer, Luma};
 
+/// The CLI with SIGINT and SIGTERM at their default dispositions, however the test runner was
+/// started: a runner started as a background job has SIGINT ignored, the fit would inherit that and
+/// keep it (see `sigint_ignored_at_start_stays_ignored`), and the stops here would not happen.
 fn cli(args: &[String], cwd: &Path) -> Command {
+    with_signals(args, cwd, libc::SIG_DFL)
+}
+
+fn with_signals(args: &[String], cwd: &Path, disposition: libc::sighandler_t) -> Command {
+    use std::os::unix::process::CommandExt;
     let mut c = Command::new(env!("CARGO_BIN_EXE_asmr-cli"));
+    // SAFETY: `signal` is async-signal-safe, as the code between fork and exec must be.
+    unsafe {
+        c.pre_exec(move || {
+            libc::signal(libc::SIGINT, disposition);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     c.args(args)
         .current_dir(cwd)
         .stdout(Stdio::null())
@@ -50,6 +66,13 @@ const RECIPE: &[&str] = &[
     "400",
     "-q",
 ];
+
+/// `fit image PHOTO --out OUT` with the recipe above.
+fn fit_photo(photo: &str, out: &str) -> Vec<String> {
+    let mut a = args(&["fit", "image", photo, "--out", out]);
+    a.extend(args(RECIPE));
+    a
+}
 
 /// A small deterministic generator for the kill moments.
 struct Lcg(u64);
@@ -152,9 +175,8 @@ fn until_done(
     panic!("the run never finished in 60 attempts");
 }
 
-/// Run `command(out)` to the end into `whole` and into `again`: the shorter time. The kill moments
-/// are fractions of it, and a first start (or one beside the other test's) can take several times
-/// as long as the runs that are interrupted.
+/// Run `command(out)` to the end into `whole` and into `again` (which must agree: a fit is
+/// deterministic); the kill moments are fractions of the shorter time.
 fn faster_of_two(cwd: &Path, command: &dyn Fn(&str) -> Vec<String>) -> Duration {
     ["whole", "again"]
         .iter()
@@ -168,7 +190,7 @@ fn faster_of_two(cwd: &Path, command: &dyn Fn(&str) -> Vec<String>) -> Duration 
 }
 
 /// The tests here one at a time: their kill moments are fractions of a measured whole run, which
-/// the other test's fits running beside it would stretch far beyond the interrupted runs' time.
+/// the other test's fits running beside it would stretch.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
@@ -204,18 +226,13 @@ fn killed_and_continued_fits_end_like_uninterrupted_ones() {
     let d = dir.path();
     let p = photo(d, "photo.png", 0);
     let p = p.to_str().unwrap();
-    let took = faster_of_two(d, &|out| {
-        let mut a = args(&["fit", "image", p, "--out", out]);
-        a.extend(args(RECIPE));
-        a
-    });
+    let took = faster_of_two(d, &|out| fit_photo(p, out));
     same_results(&d.join("whole"), &d.join("again"));
 
     let folder = d.join("cut");
     let state = folder.join("state.safetensors");
     let command = || {
-        let mut a = args(&["fit", "image", p, "--out", "cut"]);
-        a.extend(args(RECIPE));
+        let mut a = fit_photo(p, "cut");
         // An interrupted run with a checkpoint is continued from it; one without is started
         // again by the same command.
         if state.exists() && !folder.join("metrics.json").exists() {
@@ -258,4 +275,38 @@ fn killed_and_restarted_dataset_runs_end_like_uninterrupted_ones() {
         .map(|e| e.count())
         .unwrap_or(0);
     assert_eq!(work, 0, "unfinished work left");
+}
+
+/// A fit started with SIGINT ignored (a shell's background job) keeps ignoring it, as Unix tools
+/// do, and runs to its end; SIGTERM still stops it.
+#[test]
+fn sigint_ignored_at_start_stays_ignored() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = photo(d, "photo.png", 0);
+    // Signalled once its first checkpoint is written, well after the handlers are installed.
+    let run = |out: &str, iterations: &str, signal: libc::c_int| {
+        let mut a = fit_photo(p.to_str().unwrap(), out);
+        let at = a.iter().position(|x| x == "--iterations").unwrap();
+        a[at + 1] = iterations.to_string();
+        let mut child = with_signals(&a, d, libc::SIG_IGN).spawn().unwrap();
+        let state = d.join(out).join("state.safetensors");
+        let start = std::time::Instant::now();
+        while !state.exists() && child.try_wait().unwrap().is_none() {
+            assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        send(&child, signal);
+        (
+            child.wait().unwrap(),
+            d.join(out).join("metrics.json").exists(),
+        )
+    };
+    let (status, finished) = run("ignored", "400", libc::SIGINT);
+    assert!(status.success() && finished, "{status:?}");
+    // A run far too long to end by itself.
+    let (status, finished) = run("stopped", "1000000", libc::SIGTERM);
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(!finished);
 }
