@@ -545,6 +545,48 @@ fn too_large_for_the_memory_budget_switches_to_minibatches() {
     );
 }
 
+/// A signal with more samples than `train.max_step_samples` trains on minibatches of that many,
+/// as many steps as asked for; one within it keeps full-grid steps.
+#[test]
+fn more_samples_than_a_step_takes_switches_to_minibatches() {
+    let dir = tempfile::tempdir().unwrap();
+    let photo = small_photo(dir.path());
+    let fit = |out: &str, cap: &str| {
+        let set = format!("train.max_step_samples={cap}");
+        let args = [
+            "fit",
+            "image",
+            photo.to_str().unwrap(),
+            "--out",
+            out,
+            "--set",
+            "net.hidden=16",
+            "--iterations",
+            "6",
+            "--set",
+            &set,
+        ];
+        let o = cli(&args, dir.path());
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        let cfg = std::fs::read_to_string(dir.path().join(out).join("config.yaml")).unwrap();
+        assert_eq!(read_metrics(dir.path(), out)["steps"], 6);
+        (err, cfg)
+    };
+    let (err, cfg) = fit("capped", "100");
+    assert!(
+        err.contains(
+            "the signal has 280 samples, more than train.max_step_samples (100): training on \
+             minibatches of 100 samples for 2 epochs instead"
+        ),
+        "{err}"
+    );
+    assert!(cfg.contains("batch: 100"), "{cfg}");
+    let (err, cfg) = fit("whole", "280");
+    assert!(!err.contains("minibatches"), "{err}");
+    assert!(cfg.contains("batch: 0"), "{cfg}");
+}
+
 /// Without `--epochs`, a minibatch run is as long as `--iterations` asks, in whole epochs; an
 /// explicit `--epochs` sets the length itself.
 #[test]

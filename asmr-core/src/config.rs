@@ -114,6 +114,11 @@ pub struct TrainConfig {
     pub micro_batch: usize,
     pub grad_clip: f64,
     pub max_memory_gb: f64,
+    /// At most this many samples per step: a larger signal trains on minibatches of this size
+    /// (a full-grid step's cost grows with the signal, a minibatch step's does not). 0: no limit.
+    /// Configs saved before it existed read as 0.
+    #[serde(default)]
+    pub max_step_samples: usize,
     pub time_limit: f64,
     /// Learning-rate factors by parameter-name prefix, `PREFIX=FACTOR` (`backbone.3=3`).
     #[serde(default)]

@@ -227,10 +227,25 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
     let budget = memory_budget(&config, &device);
     if resume.is_none() && !config.train.minibatch() {
         let need = full_grid_bytes(&built);
-        if need > budget {
-            // Too large for full-grid steps: minibatches of 2^18 samples, about as many steps.
-            let batch = AUTO_BATCH.min(signal.info.num_samples());
-            let per_epoch = signal.info.num_samples().div_ceil(batch);
+        let samples = signal.info.num_samples();
+        let cap = config.train.max_step_samples;
+        let why = if need > budget {
+            Some(format!(
+                "a full-grid step would need about {:.1} GiB (budget {:.1} GiB)",
+                need as f64 / GIB,
+                budget as f64 / GIB,
+            ))
+        } else if cap > 0 && samples > cap {
+            Some(format!(
+                "the signal has {samples} samples, more than train.max_step_samples ({cap})"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            // Minibatches of the cap (2^18 samples without one), about as many steps.
+            let batch = if cap > 0 { cap } else { AUTO_BATCH }.min(samples);
+            let per_epoch = samples.div_ceil(batch);
             config.train.batch = batch;
             // As many steps as asked for, in whole epochs.
             config.train.epochs = None;
@@ -240,10 +255,7 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
                 format!("for {} epochs", config.train.epochs_for(per_epoch))
             };
             observer.note(&format!(
-                "a full-grid step would need about {:.1} GiB (budget {:.1} GiB): training on \
-                 minibatches of {batch} samples {length} instead",
-                need as f64 / GIB,
-                budget as f64 / GIB,
+                "{why}: training on minibatches of {batch} samples {length} instead"
             ));
         }
     }
