@@ -193,8 +193,10 @@ fn faster_of_two(cwd: &Path, command: &dyn Fn(&str) -> Vec<String>) -> Duration 
 /// the other test's fits running beside it would stretch.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+/// A test's scratch folder, held with the lock that runs these tests one at a time.
+fn one_at_a_time() -> (std::sync::MutexGuard<'static, ()>, tempfile::TempDir) {
+    let serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    (serial, tempfile::tempdir().unwrap())
 }
 
 fn same_results(a: &Path, b: &Path) {
@@ -221,8 +223,7 @@ fn same_results(a: &Path, b: &Path) {
 
 #[test]
 fn killed_and_continued_fits_end_like_uninterrupted_ones() {
-    let _serial = one_at_a_time();
-    let dir = tempfile::tempdir().unwrap();
+    let (_serial, dir) = one_at_a_time();
     let d = dir.path();
     let p = photo(d, "photo.png", 0);
     let p = p.to_str().unwrap();
@@ -250,8 +251,7 @@ fn killed_and_continued_fits_end_like_uninterrupted_ones() {
 
 #[test]
 fn killed_and_restarted_dataset_runs_end_like_uninterrupted_ones() {
-    let _serial = one_at_a_time();
-    let dir = tempfile::tempdir().unwrap();
+    let (_serial, dir) = one_at_a_time();
     let d = dir.path();
     std::fs::create_dir(d.join("photos")).unwrap();
     for k in 0..3 {
@@ -281,8 +281,7 @@ fn killed_and_restarted_dataset_runs_end_like_uninterrupted_ones() {
 /// do, and runs to its end; SIGTERM still stops it.
 #[test]
 fn sigint_ignored_at_start_stays_ignored() {
-    let _serial = one_at_a_time();
-    let dir = tempfile::tempdir().unwrap();
+    let (_serial, dir) = one_at_a_time();
     let d = dir.path();
     let p = photo(d, "photo.png", 0);
     // Signalled once its first checkpoint is written, well after the handlers are installed.
