@@ -156,6 +156,9 @@ fn deduplicated_batches_match_per_sample() {
         200,
     );
     check_batch(&[5, 7], 1, vec![vec![5], vec![7]], 30);
+    // Few samples per last-level cell: the levels take each sample's own sine, where the cases
+    // above share each cell's sine and cosine through angle sums.
+    check_batch(&[128, 128], 1, vec![vec![4, 4, 8], vec![4, 4, 8]], 100);
 }
 
 #[test]

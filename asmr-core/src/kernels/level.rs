@@ -2,16 +2,17 @@
 //! modulation `m`, apply `sin(w0 * .)` — `out[p] = sin(w0 * (z[parent(p)] + m[digit(p)]))` — and its
 //! backward, which recomputes the cosine and reduces the incoming gradient over each cell's children
 //! (gradient of `z`) and over the tiles (gradient of `m`). No upsampled tensor is materialised
-//! besides the output.
+//! besides the output. The CPU kernels take the sines and cosines from `kernels::angles`.
 
 use std::ops::Range;
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
+use super::angles::Angles;
 #[cfg(any(feature = "cuda", feature = "cuda-emu"))]
 use super::cuda::{segments_by, Links, Segments};
-use super::sine::{cos, multiversion, sin};
+use super::sine::multiversion;
 use super::{add_into, cpu_f32, par_rows, split_range, threads_for};
 use crate::grid::MultiResGrid;
 
@@ -294,30 +295,25 @@ struct LevelOp {
 }
 
 multiversion! {
-    fn fwd_rows(z: &[f32], m: &[f32], parent: &[u32], digit: &[u32], out: &mut [f32], h: usize, w0: f32) {
+    fn fwd_rows(angles: &mut Angles<'_>, parent: &[u32], digit: &[u32], out: &mut [f32], h: usize) {
         for ((o, &pa), &di) in out.chunks_exact_mut(h).zip(parent).zip(digit) {
-            let zr = &z[pa as usize * h..][..h];
-            let mr = &m[di as usize * h..][..h];
-            for ((o, &a), &b) in o.iter_mut().zip(zr).zip(mr) {
-                *o = sin(w0 * (a + b));
-            }
+            angles.sin(pa as usize, di as usize, o);
         }
     }
 }
 
 multiversion! {
     fn bwd_rows(
-        z: &[f32], m: &[f32], g: &[f32], parent: &[u32], digit: &[u32], base: usize,
-        gz: &mut [f32], gm: &mut [f32], h: usize, w0: f32
+        angles: &mut Angles<'_>, g: &[f32], parent: &[u32], digit: &[u32], base: usize,
+        gz: &mut [f32], gm: &mut [f32], cs: &mut [f32], h: usize, w0: f32
     ) {
         for ((gr, &pa), &di) in g.chunks_exact(h).zip(parent).zip(digit) {
             let (pa, di) = (pa as usize, di as usize);
-            let zr = &z[pa * h..][..h];
-            let mr = &m[di * h..][..h];
+            angles.cos(pa, di, cs);
             let gzr = &mut gz[(pa - base) * h..][..h];
             let gmr = &mut gm[di * h..][..h];
             for j in 0..h {
-                let t = gr[j] * w0 * cos(w0 * (zr[j] + mr[j]));
+                let t = gr[j] * w0 * cs[j];
                 gzr[j] += t;
                 gmr[j] += t;
             }
@@ -361,7 +357,7 @@ impl CustomOp2 for LevelOp {
         let mut out = vec![0f32; n * h];
         par_rows(n, h, n * h, &mut out, |r, part| {
             let (pa, di) = (&self.map.parent[r.clone()], &self.map.digit[r]);
-            fwd_rows(z, m, pa, di, part, h, self.w0)
+            fwd_rows(&mut Angles::new(z, m, pa, h, self.w0), pa, di, part, h)
         });
         Ok((CpuStorage::F32(out), Shape::from((n, h))))
     }
@@ -455,14 +451,14 @@ impl CustomOp3 for LevelBwd {
             let (pa, di) = (&map.parent[fine.clone()], &map.digit[fine.clone()]);
             let mut gm = vec![0f32; nm];
             bwd_rows(
-                z,
-                m,
+                &mut Angles::new(z, m, pa, h, w0),
                 &g[fine.start * h..fine.end * h],
                 pa,
                 di,
                 base,
                 head,
                 &mut gm,
+                &mut vec![0f32; h],
                 h,
                 w0,
             );

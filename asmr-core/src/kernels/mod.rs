@@ -7,6 +7,7 @@
 
 #[cfg(feature = "cuda")]
 pub mod adam;
+mod angles;
 #[cfg(feature = "cuda")]
 pub mod average;
 #[cfg(any(feature = "cuda", feature = "cuda-emu"))]

@@ -1,15 +1,17 @@
 //! The last ASMR level fused with the output layer: `out[p] = W sin(w0 (z[parent(p)] + m[digit(p)]))
 //! + b`. The full-resolution hidden activations (`N x h`, by far the largest tensors of a step) are
 //! never stored: the forward reduces each sample's `h` activations straight into its `c` outputs, and
-//! the backward recomputes them (sine and cosine from one range reduction) to form the gradients of
-//! `W`, `b`, `z` and `m` in the same pass.
+//! the backward recomputes them (with their cosines) to form the gradients of `W`, `b`, `z` and `m`
+//! in the same pass. On the CPU both take the sines by angle sums where cells share them
+//! (`kernels::angles`).
 
 use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
+use super::angles::Angles;
 use super::level::LevelMap;
-use super::sine::{multiversion, sin, sin_cos};
+use super::sine::multiversion;
 use super::{add_into, cpu_f32, par_rows, threads_for};
 /// Most outputs the GPU kernels of this op take (`MAX_OUTPUTS` in `cuda/device.cuh`, where they sit
 /// in registers); a layer with more runs after the level as a plain product.
@@ -68,15 +70,11 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 multiversion! {
     fn fwd_points(
-        z: &[f32], m: &[f32], wb: &[f32], parent: &[u32], digit: &[u32], out: &mut [f32],
-        act: &mut [f32], h: usize, c: usize, w0: f32
+        angles: &mut Angles<'_>, wb: &[f32], parent: &[u32], digit: &[u32], out: &mut [f32],
+        act: &mut [f32], h: usize, c: usize
     ) {
         for ((o, &pa), &di) in out.chunks_exact_mut(c).zip(parent).zip(digit) {
-            let zr = &z[pa as usize * h..][..h];
-            let mr = &m[di as usize * h..][..h];
-            for ((a, &x), &y) in act.iter_mut().zip(zr).zip(mr) {
-                *a = sin(w0 * (x + y));
-            }
+            angles.sin(pa as usize, di as usize, act);
             for (k, ok) in o.iter_mut().enumerate() {
                 let row = &wb[k * (h + 1)..][..h + 1];
                 *ok = dot(act, &row[..h]) + row[h];
@@ -88,21 +86,15 @@ multiversion! {
 multiversion! {
     #[allow(clippy::too_many_arguments)]
     fn bwd_points(
-        z: &[f32], m: &[f32], wb: &[f32], g: &[f32], parent: &[u32], digit: &[u32], base: usize,
-        gz: &mut [f32], gm: &mut [f32], gwb: &mut [f32], scratch: &mut [f32], h: usize, c: usize,
-        w0: f32
+        angles: &mut Angles<'_>, wb: &[f32], g: &[f32], parent: &[u32], digit: &[u32],
+        base: usize, gz: &mut [f32], gm: &mut [f32], gwb: &mut [f32], scratch: &mut [f32], h: usize,
+        c: usize, w0: f32
     ) {
         let (sn, rest) = scratch.split_at_mut(h);
         let (cs, ga) = rest.split_at_mut(h);
         for ((gp, &pa), &di) in g.chunks_exact(c).zip(parent).zip(digit) {
             let (pa, di) = (pa as usize, di as usize);
-            let zr = &z[pa * h..][..h];
-            let mr = &m[di * h..][..h];
-            for j in 0..h {
-                let (s, co) = sin_cos(w0 * (zr[j] + mr[j]));
-                sn[j] = s;
-                cs[j] = co;
-            }
+            angles.sin_cos(pa, di, sn, cs);
             ga.fill(0.0);
             for (k, &gk) in gp.iter().enumerate() {
                 let row = &wb[k * (h + 1)..][..h];
@@ -161,7 +153,8 @@ impl CustomOp3 for LevelOutput {
         par_rows(n, c, n * h, &mut out, |r, part| {
             let (pa, di) = (&self.map.parent()[r.clone()], &self.map.digit()[r]);
             let mut act = vec![0f32; h];
-            fwd_points(z, m, wb, pa, di, part, &mut act, h, c, self.w0)
+            let mut angles = Angles::new(z, m, pa, h, self.w0);
+            fwd_points(&mut angles, wb, pa, di, part, &mut act, h, c)
         });
         Ok((CpuStorage::F32(out), Shape::from((n, c))))
     }
@@ -269,8 +262,7 @@ impl CustomOp3 for LevelOutputGrads {
             let (mut gm, mut gw) = (vec![0f32; nm], vec![0f32; nw]);
             let mut scratch = vec![0f32; 3 * h];
             bwd_points(
-                z,
-                m,
+                &mut Angles::new(z, m, pa, h, w0),
                 wb,
                 gslice,
                 pa,
