@@ -168,6 +168,18 @@ fn large_enough_for_the_threaded_kernels() {
 }
 
 #[test]
+fn full_grid_products_with_several_outputs() {
+    // 16 digits x 3 outputs: the last level runs as matrix products.
+    check_agreement(&[16, 24], 3, vec![vec![4, 4], vec![6, 4]]);
+}
+
+#[test]
+fn full_grid_products_over_several_blocks() {
+    // 6,400 coarse cells: two blocks of coarse rows, the second partial.
+    check_agreement(&[400, 256], 2, vec![vec![100, 4], vec![64, 4]]);
+}
+
+#[test]
 fn one_axis() {
     check_agreement(&[24], 1, vec![vec![2, 3, 4]]);
 }

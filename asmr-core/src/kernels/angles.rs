@@ -11,7 +11,7 @@ use super::sine::{multiversion, sin, sin_cos};
 
 multiversion! {
     /// `s[i], c[i] = sin, cos (w0 * x[i])`.
-    fn fill_sin_cos(x: &[f32], s: &mut [f32], c: &mut [f32], w0: f32) {
+    pub(super) fn fill_sin_cos(x: &[f32], s: &mut [f32], c: &mut [f32], w0: f32) {
         for ((&v, s), c) in x.iter().zip(s.iter_mut()).zip(c.iter_mut()) {
             (*s, *c) = sin_cos(w0 * v);
         }

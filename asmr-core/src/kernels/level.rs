@@ -176,6 +176,16 @@ impl LevelMap {
         })
     }
 
+    /// The number of coarse rows (along the first axis) when this is a full grid in raster order,
+    /// where the points under each coarse row are contiguous and every coarse cell holds each digit
+    /// once.
+    pub fn full_grid_rows(&self) -> Option<usize> {
+        match self.split {
+            Split::Rows(rows) => Some(rows),
+            Split::SortedParents => None,
+        }
+    }
+
     pub fn fine_points(&self) -> usize {
         self.parent.len()
     }

@@ -17,6 +17,7 @@ pub mod gather;
 pub mod interp;
 pub mod level;
 pub mod output;
+mod output_grid;
 pub mod reduce;
 pub mod relu;
 pub mod sine;

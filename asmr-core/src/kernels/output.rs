@@ -11,6 +11,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::angles::Angles;
 use super::level::LevelMap;
+use super::output_grid;
 use super::sine::multiversion;
 use super::{add_into, cpu_f32, par_rows, threads_for};
 /// Most outputs the GPU kernels of this op take (`MAX_OUTPUTS` in `cuda/device.cuh`, where they sit
@@ -149,6 +150,9 @@ impl CustomOp3 for LevelOutput {
             cpu_f32(s3, l3, "asmr output op")?,
         );
         let n = self.map.fine_points();
+        if let Some(out) = output_grid::forward(&self.map, z, m, wb, h, c, self.w0)? {
+            return Ok((CpuStorage::F32(out), Shape::from((n, c))));
+        }
         let mut out = vec![0f32; n * c];
         par_rows(n, c, n * h, &mut out, |r, part| {
             let (pa, di) = (&self.map.parent()[r.clone()], &self.map.digit()[r]);
@@ -250,6 +254,9 @@ impl CustomOp3 for LevelOutputGrads {
             candle_core::bail!("asmr output op: gradient has the wrong size");
         }
         let (nz, nm, nw) = (map.coarse_points() * h, map.mod_points() * h, c * (h + 1));
+        if let Some(out) = output_grid::backward(map, z, m, wb, &g, h, c, self.w0)? {
+            return Ok((CpuStorage::F32(out), Shape::from(nz + nm + nw)));
+        }
         let mut out = vec![0f32; nz + nm + nw];
         let (gz_all, tail) = out.split_at_mut(nz);
         let (gm_total, gw_total) = tail.split_at_mut(nm);
