@@ -92,66 +92,90 @@ impl<'a> Angles<'a> {
         at
     }
 
-    /// `out[j] = sin(w0 (z[pa][j] + m[di][j]))`.
+    /// What point `(pa, di)`'s activations come from.
     #[inline(always)]
-    pub fn sin(&mut self, pa: usize, di: usize, out: &mut [f32]) {
+    fn factors(&mut self, pa: usize, di: usize) -> Factors<'_> {
         let h = self.h;
         if self.digits.is_none() {
-            let (zr, mr) = (&self.z[pa * h..][..h], &self.m[di * h..][..h]);
-            for ((o, &a), &b) in out.iter_mut().zip(zr).zip(mr) {
-                *o = sin(self.w0 * (a + b));
-            }
-            return;
+            let (z, m) = (&self.z[pa * h..][..h], &self.m[di * h..][..h]);
+            return Factors::Direct { z, m, w0: self.w0 };
         }
         let at = self.parent_row(pa);
         let (ds, dc) = self.digits.as_ref().expect("summed");
-        let (ms, mc) = (&ds[di * h..][..h], &dc[di * h..][..h]);
-        let (zs, zc) = (&self.rows.0[at..][..h], &self.rows.1[at..][..h]);
-        for j in 0..h {
-            out[j] = zs[j] * mc[j] + zc[j] * ms[j];
+        Factors::Summed {
+            zs: &self.rows.0[at..][..h],
+            zc: &self.rows.1[at..][..h],
+            ms: &ds[di * h..][..h],
+            mc: &dc[di * h..][..h],
+        }
+    }
+
+    /// `out[j] = sin(w0 (z[pa][j] + m[di][j]))`.
+    #[inline(always)]
+    pub fn sin(&mut self, pa: usize, di: usize, out: &mut [f32]) {
+        match self.factors(pa, di) {
+            Factors::Direct { z, m, w0 } => {
+                for ((o, &a), &b) in out.iter_mut().zip(z).zip(m) {
+                    *o = sin(w0 * (a + b));
+                }
+            }
+            Factors::Summed { zs, zc, ms, mc } => {
+                for j in 0..out.len() {
+                    out[j] = zs[j] * mc[j] + zc[j] * ms[j];
+                }
+            }
         }
     }
 
     /// `out[j] = cos(w0 (z[pa][j] + m[di][j]))`.
     #[inline(always)]
     pub fn cos(&mut self, pa: usize, di: usize, out: &mut [f32]) {
-        let h = self.h;
-        if self.digits.is_none() {
-            let (zr, mr) = (&self.z[pa * h..][..h], &self.m[di * h..][..h]);
-            for ((o, &a), &b) in out.iter_mut().zip(zr).zip(mr) {
-                *o = sin_cos(self.w0 * (a + b)).1;
+        match self.factors(pa, di) {
+            Factors::Direct { z, m, w0 } => {
+                for ((o, &a), &b) in out.iter_mut().zip(z).zip(m) {
+                    *o = sin_cos(w0 * (a + b)).1;
+                }
             }
-            return;
-        }
-        let at = self.parent_row(pa);
-        let (ds, dc) = self.digits.as_ref().expect("summed");
-        let (ms, mc) = (&ds[di * h..][..h], &dc[di * h..][..h]);
-        let (zs, zc) = (&self.rows.0[at..][..h], &self.rows.1[at..][..h]);
-        for j in 0..h {
-            out[j] = zc[j] * mc[j] - zs[j] * ms[j];
+            Factors::Summed { zs, zc, ms, mc } => {
+                for j in 0..out.len() {
+                    out[j] = zc[j] * mc[j] - zs[j] * ms[j];
+                }
+            }
         }
     }
 
     /// Both of the above.
     #[inline(always)]
     pub fn sin_cos(&mut self, pa: usize, di: usize, s: &mut [f32], c: &mut [f32]) {
-        let h = self.h;
-        if self.digits.is_none() {
-            let (zr, mr) = (&self.z[pa * h..][..h], &self.m[di * h..][..h]);
-            for j in 0..h {
-                (s[j], c[j]) = sin_cos(self.w0 * (zr[j] + mr[j]));
+        match self.factors(pa, di) {
+            Factors::Direct { z, m, w0 } => {
+                for j in 0..s.len() {
+                    (s[j], c[j]) = sin_cos(w0 * (z[j] + m[j]));
+                }
             }
-            return;
-        }
-        let at = self.parent_row(pa);
-        let (ds, dc) = self.digits.as_ref().expect("summed");
-        let (ms, mc) = (&ds[di * h..][..h], &dc[di * h..][..h]);
-        let (zs, zc) = (&self.rows.0[at..][..h], &self.rows.1[at..][..h]);
-        for j in 0..h {
-            s[j] = zs[j] * mc[j] + zc[j] * ms[j];
-            c[j] = zc[j] * mc[j] - zs[j] * ms[j];
+            Factors::Summed { zs, zc, ms, mc } => {
+                for j in 0..s.len() {
+                    s[j] = zs[j] * mc[j] + zc[j] * ms[j];
+                    c[j] = zc[j] * mc[j] - zs[j] * ms[j];
+                }
+            }
         }
     }
+}
+
+/// A point's rows: its own coarse and modulation rows, or the sines and cosines to combine.
+enum Factors<'a> {
+    Direct {
+        z: &'a [f32],
+        m: &'a [f32],
+        w0: f32,
+    },
+    Summed {
+        zs: &'a [f32],
+        zc: &'a [f32],
+        ms: &'a [f32],
+        mc: &'a [f32],
+    },
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::angles::Angles;
 use super::level::LevelMap;
-use super::output_grid;
+use super::output_grid::{self, Operands};
 use super::sine::multiversion;
 use super::{add_into, cpu_f32, par_rows, threads_for};
 /// Most outputs the GPU kernels of this op take (`MAX_OUTPUTS` in `cuda/device.cuh`, where they sit
@@ -150,7 +150,16 @@ impl CustomOp3 for LevelOutput {
             cpu_f32(s3, l3, "asmr output op")?,
         );
         let n = self.map.fine_points();
-        if let Some(out) = output_grid::forward(&self.map, z, m, wb, h, c, self.w0)? {
+        let grid = Operands {
+            map: &self.map,
+            z,
+            m,
+            wb,
+            h,
+            c,
+            w0: self.w0,
+        };
+        if let Some(out) = output_grid::forward(&grid)? {
             return Ok((CpuStorage::F32(out), Shape::from((n, c))));
         }
         let mut out = vec![0f32; n * c];
@@ -254,7 +263,16 @@ impl CustomOp3 for LevelOutputGrads {
             candle_core::bail!("asmr output op: gradient has the wrong size");
         }
         let (nz, nm, nw) = (map.coarse_points() * h, map.mod_points() * h, c * (h + 1));
-        if let Some(out) = output_grid::backward(map, z, m, wb, &g, h, c, self.w0)? {
+        let grid = Operands {
+            map,
+            z,
+            m,
+            wb,
+            h,
+            c,
+            w0: self.w0,
+        };
+        if let Some(out) = output_grid::backward(&grid, &g)? {
             return Ok((CpuStorage::F32(out), Shape::from(nz + nm + nw)));
         }
         let mut out = vec![0f32; nz + nm + nw];

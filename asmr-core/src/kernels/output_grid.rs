@@ -7,6 +7,8 @@
 //! work runs at matrix-product speed instead of a pass over every activation. Cells go in blocks of
 //! whole coarse rows, whose points are contiguous, so memory stays bounded on any grid.
 
+use std::ops::Range;
+
 use candle_core::{Device, Result, Tensor};
 
 use super::angles::fill_sin_cos;
@@ -19,17 +21,30 @@ const BLOCK_CELLS: usize = 4096;
 /// Fewest (output, digit) columns for which the products beat the per-activation pass.
 const MIN_COLUMNS: usize = 16;
 
-/// The blocks of coarse rows when `map` is a full grid the products serve, for `c` outputs.
-fn blocks(map: &LevelMap, c: usize) -> Option<Vec<std::ops::Range<usize>>> {
+/// Whole coarse rows of a full grid: their cells and the points under them (both contiguous).
+struct Block {
+    cells: Range<usize>,
+    points: Range<usize>,
+}
+
+/// The blocks when `map` is a full grid the products serve, for `c` outputs.
+fn blocks(map: &LevelMap, c: usize) -> Option<Vec<Block>> {
     let rows = map.full_grid_rows()?;
     if c * map.mod_points() < MIN_COLUMNS {
         return None;
     }
-    let per_block = (BLOCK_CELLS / (map.coarse_points() / rows).max(1)).max(1);
+    let (cells_per_row, points_per_row) = (map.coarse_points() / rows, map.fine_points() / rows);
+    let per_block = (BLOCK_CELLS / cells_per_row.max(1)).max(1);
     Some(
         (0..rows)
             .step_by(per_block)
-            .map(|r| r..(r + per_block).min(rows))
+            .map(|r| {
+                let end = (r + per_block).min(rows);
+                Block {
+                    cells: r * cells_per_row..end * cells_per_row,
+                    points: r * points_per_row..end * points_per_row,
+                }
+            })
             .collect(),
     )
 }
@@ -66,7 +81,7 @@ impl Digits {
     }
 
     /// `[ZS | ZC]` of the coarse cells `cells`: `[cells, 2h]`.
-    fn cells(&self, z: &[f32], cells: std::ops::Range<usize>, w0: f32) -> Vec<f32> {
+    fn cells(&self, z: &[f32], cells: Range<usize>, w0: f32) -> Result<Tensor> {
         let h = self.h;
         let mut a = vec![0f32; cells.len() * 2 * h];
         let z = &z[cells.start * h..cells.end * h];
@@ -82,38 +97,46 @@ impl Digits {
                 }
             },
         );
-        a
+        Tensor::from_vec(a, (cells.len(), 2 * h), &Device::Cpu)
+    }
+}
+
+/// The op's CPU operands: `z: [P, h]`, `m: [D, h]`, `[W | b]: [c, h + 1]`.
+pub(super) struct Operands<'a> {
+    pub map: &'a LevelMap,
+    pub z: &'a [f32],
+    pub m: &'a [f32],
+    pub wb: &'a [f32],
+    pub h: usize,
+    pub c: usize,
+    pub w0: f32,
+}
+
+impl Operands<'_> {
+    /// The blocks and the digits' side, when the map is a full grid the products serve.
+    fn plan(&self) -> Result<Option<(Vec<Block>, Digits)>> {
+        match blocks(self.map, self.c) {
+            Some(b) => Ok(Some((
+                b,
+                Digits::new(self.m, self.wb, self.h, self.c, self.w0)?,
+            ))),
+            None => Ok(None),
+        }
     }
 }
 
 /// `[N, c]` outputs, or `None` when the map is not a full grid the products serve.
-pub(super) fn forward(
-    map: &LevelMap,
-    z: &[f32],
-    m: &[f32],
-    wb: &[f32],
-    h: usize,
-    c: usize,
-    w0: f32,
-) -> Result<Option<Vec<f32>>> {
-    let Some(blocks) = blocks(map, c) else {
+pub(super) fn forward(op: &Operands) -> Result<Option<Vec<f32>>> {
+    let Some((blocks, dig)) = op.plan()? else {
         return Ok(None);
     };
-    let dig = Digits::new(m, wb, h, c, w0)?;
+    let (map, z, wb, h, c, w0) = (op.map, op.z, op.wb, op.h, op.c, op.w0);
     let side_t = dig.side.t()?;
-    let rows = map.full_grid_rows().expect("a full grid");
-    let (cells_per_row, points_per_row) = (map.coarse_points() / rows, map.fine_points() / rows);
     let cols = c * dig.d;
     let mut out = vec![0f32; map.fine_points() * c];
-    for b in blocks {
-        let cells = b.start * cells_per_row..b.end * cells_per_row;
-        let a = Tensor::from_vec(
-            dig.cells(z, cells.clone(), w0),
-            (cells.len(), 2 * h),
-            &Device::Cpu,
-        )?;
+    for Block { cells, points } in blocks {
+        let a = dig.cells(z, cells.clone(), w0)?;
         let o = a.matmul(&side_t)?.flatten_all()?.to_vec1::<f32>()?;
-        let points = b.start * points_per_row..b.end * points_per_row;
         let (parent, digit) = (&map.parent()[points.clone()], &map.digit()[points.clone()]);
         let part = &mut out[points.start * c..points.end * c];
         for ((o_p, &q), &di) in part.chunks_exact_mut(c).zip(parent).zip(digit) {
@@ -128,32 +151,18 @@ pub(super) fn forward(
 
 /// The gradients `[gz | gm | g[W | b]]` (flat) for the output gradient `g: [N, c]`, or `None` when
 /// the map is not a full grid the products serve.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn backward(
-    map: &LevelMap,
-    z: &[f32],
-    m: &[f32],
-    wb: &[f32],
-    g: &[f32],
-    h: usize,
-    c: usize,
-    w0: f32,
-) -> Result<Option<Vec<f32>>> {
-    let Some(blocks) = blocks(map, c) else {
+pub(super) fn backward(op: &Operands, g: &[f32]) -> Result<Option<Vec<f32>>> {
+    let Some((blocks, dig)) = op.plan()? else {
         return Ok(None);
     };
-    let dig = Digits::new(m, wb, h, c, w0)?;
+    let (map, z, wb, h, c, w0) = (op.map, op.z, op.wb, op.h, op.c, op.w0);
     let d = dig.d;
-    let rows = map.full_grid_rows().expect("a full grid");
-    let (cells_per_row, points_per_row) = (map.coarse_points() / rows, map.fine_points() / rows);
     let cols = c * d;
     let (nz, nm) = (map.coarse_points() * h, d * h);
     let mut out = vec![0f32; nz + nm + c * (h + 1)];
     // Sum over every cell of `G^T [ZS | ZC]`: `[c d, 2h]`.
     let mut through_cells: Option<Tensor> = None;
-    for b in blocks {
-        let cells = b.start * cells_per_row..b.end * cells_per_row;
-        let points = b.start * points_per_row..b.end * points_per_row;
+    for Block { cells, points } in blocks {
         // The block's output gradient as `G: [cells, c d]`.
         let mut gs = vec![0f32; cells.len() * cols];
         let (parent, digit) = (&map.parent()[points.clone()], &map.digit()[points.clone()]);
@@ -165,8 +174,7 @@ pub(super) fn backward(
             }
         }
         let gs = Tensor::from_vec(gs, (cells.len(), cols), &Device::Cpu)?;
-        let a_vec = dig.cells(z, cells.clone(), w0);
-        let a = Tensor::from_vec(a_vec, (cells.len(), 2 * h), &Device::Cpu)?;
+        let a = dig.cells(z, cells.clone(), w0)?;
         let x = gs.t()?.matmul(&a)?;
         through_cells = Some(match through_cells {
             Some(t) => (t + x)?,
