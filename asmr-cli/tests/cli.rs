@@ -526,11 +526,13 @@ fn too_large_for_the_memory_budget_switches_to_minibatches() {
     assert!(o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("minibatches of 280 samples for 6 epochs"),
+        err.contains("minibatches of about 140 samples for 3 epochs"),
         "{err}"
     );
     let cfg = std::fs::read_to_string(dir.path().join("run/config.yaml")).unwrap();
-    assert!(cfg.contains("batch: 280"), "{cfg}"); // the whole 14 x 20 image, one batch an epoch
+    // Asked for: the whole 14 x 20 image; the grid sampler, one offset from each of its cells (of
+    // two samples), makes that two batches an epoch.
+    assert!(cfg.contains("batch: 280"), "{cfg}");
     assert!(cfg.contains("epochs: auto"), "{cfg}");
     assert_eq!(read_metrics(dir.path(), "run")["steps"], 6);
     // Under a time limit the epoch count is the budget's, not yet known.
@@ -545,8 +547,9 @@ fn too_large_for_the_memory_budget_switches_to_minibatches() {
     );
 }
 
-/// A signal with more samples than `train.max_step_samples` trains on minibatches of that many,
-/// as many steps as asked for; one within it keeps full-grid steps.
+/// A signal with more samples than `train.max_step_samples` trains on minibatches of about that many,
+/// as many steps as asked for, and the `image` preset scores the whole photo every 4 epochs and
+/// at the end; one within the cap keeps full-grid steps.
 #[test]
 fn more_samples_than_a_step_takes_switches_to_minibatches() {
     let dir = tempfile::tempdir().unwrap();
@@ -562,7 +565,7 @@ fn more_samples_than_a_step_takes_switches_to_minibatches() {
             "--set",
             "net.hidden=16",
             "--iterations",
-            "6",
+            "30",
             "--set",
             &set,
         ];
@@ -570,18 +573,29 @@ fn more_samples_than_a_step_takes_switches_to_minibatches() {
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(o.status.success(), "{err}");
         let cfg = std::fs::read_to_string(dir.path().join(out).join("config.yaml")).unwrap();
-        assert_eq!(read_metrics(dir.path(), out)["steps"], 6);
+        assert_eq!(read_metrics(dir.path(), out)["steps"], 30);
         (err, cfg)
     };
     let (err, cfg) = fit("capped", "100");
     assert!(
         err.contains(
             "the signal has 280 samples, more than train.max_step_samples (100): training on \
-             minibatches of 100 samples for 2 epochs instead"
+             minibatches of about 140 samples for 15 epochs instead"
         ),
         "{err}"
     );
     assert!(cfg.contains("batch: 100"), "{cfg}");
+    // 2 batches an epoch (the grid sampler takes one offset from each of its cells, 140 samples
+    // in all, where 100 were asked for): scored every 4 epochs and
+    // after the last step.
+    let log = std::fs::read_to_string(dir.path().join("capped/log.csv")).unwrap();
+    let scored: Vec<&str> = log
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(5).is_some_and(|v| !v.is_empty()))
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(scored, ["8", "16", "24", "30"], "{log}");
     let (err, cfg) = fit("whole", "280");
     assert!(!err.contains("minibatches"), "{err}");
     assert!(cfg.contains("batch: 0"), "{cfg}");

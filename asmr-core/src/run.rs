@@ -225,6 +225,8 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
     let mut config = config;
     let built = build_model(&config, &signal.info, &device)?;
     let budget = memory_budget(&config, &device);
+    // Why a run meant for full-grid steps takes minibatches instead (told once its sampler exists).
+    let mut switched = None;
     if resume.is_none() && !config.train.minibatch() {
         let need = full_grid_bytes(&built);
         let samples = signal.info.num_samples();
@@ -244,19 +246,10 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
         };
         if let Some(why) = why {
             // Minibatches of the cap (2^18 samples without one), about as many steps.
-            let batch = if cap > 0 { cap } else { AUTO_BATCH }.min(samples);
-            let per_epoch = samples.div_ceil(batch);
-            config.train.batch = batch;
+            config.train.batch = if cap > 0 { cap } else { AUTO_BATCH }.min(samples);
             // As many steps as asked for, in whole epochs.
             config.train.epochs = None;
-            let length = if config.train.time_limit > 0.0 {
-                "within the time limit".to_string()
-            } else {
-                format!("for {} epochs", config.train.epochs_for(per_epoch))
-            };
-            observer.note(&format!(
-                "{why}: training on minibatches of {batch} samples {length} instead"
-            ));
+            switched = Some(why);
         }
     }
     // The chunks a minibatch step runs in; the saved config keeps the user's setting.
@@ -278,6 +271,19 @@ pub fn fit(req: FitRequest) -> Result<FitReport> {
                 config.train.seed,
             )?),
         };
+        if let Some(why) = switched {
+            // The sampler's own epoch: its batches may differ from the size asked for.
+            let per_epoch = source.batches_per_epoch();
+            let length = if config.train.time_limit > 0.0 {
+                "within the time limit".to_string()
+            } else {
+                format!("for {} epochs", config.train.epochs_for(per_epoch))
+            };
+            observer.note(&format!(
+                "{why}: training on minibatches of about {} samples {length} instead",
+                signal.info.num_samples().div_ceil(per_epoch.max(1))
+            ));
+        }
         trainer.set_batches(source);
     }
     if let Some(path) = resume {
