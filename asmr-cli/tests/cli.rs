@@ -547,9 +547,9 @@ fn too_large_for_the_memory_budget_switches_to_minibatches() {
     );
 }
 
-/// A signal with more samples than `train.max_step_samples` trains on minibatches of about that many,
-/// as many steps as asked for, and the `image` preset scores the whole photo every 4 epochs and
-/// at the end; one within the cap keeps full-grid steps.
+/// A signal with more samples than `train.max_step_samples` trains on minibatches of about that
+/// many, as many steps as asked for, and the `image` preset scores the whole photo every 4 epochs
+/// and at the end; one within the cap keeps full-grid steps.
 #[test]
 fn more_samples_than_a_step_takes_switches_to_minibatches() {
     let dir = tempfile::tempdir().unwrap();
@@ -586,8 +586,7 @@ fn more_samples_than_a_step_takes_switches_to_minibatches() {
     );
     assert!(cfg.contains("batch: 100"), "{cfg}");
     // 2 batches an epoch (the grid sampler takes one offset from each of its cells, 140 samples
-    // in all, where 100 were asked for): scored every 4 epochs and
-    // after the last step.
+    // in all, where 100 were asked for): scored every 4 epochs and after the last step.
     let log = std::fs::read_to_string(dir.path().join("capped/log.csv")).unwrap();
     let scored: Vec<&str> = log
         .lines()
