@@ -111,6 +111,11 @@ pub struct TrainConfig {
     pub epochs: Option<usize>,
     pub sampler_grid: Vec<usize>,
     pub eval_every: usize,
+    /// Minibatch mode: the share of each batch drawn in proportion to each sample's error at the
+    /// last whole-signal evaluation ([`crate::guided::ErrorMap`]); 0: off. Configs saved before
+    /// it existed read as off.
+    #[serde(default)]
+    pub error_guided: f64,
     pub micro_batch: usize,
     pub grad_clip: f64,
     pub max_memory_gb: f64,
@@ -437,6 +442,11 @@ impl Config {
             "must be auto or at least 1",
         )?;
         pos("train.eval_every", t.eval_every >= 1, "must be at least 1")?;
+        pos(
+            "train.error_guided",
+            (0.0..=1.0).contains(&t.error_guided),
+            "must be a share between 0 (off) and 1",
+        )?;
         pos(
             "train.ema",
             (0.0..1.0).contains(&t.ema),
@@ -974,6 +984,7 @@ mod tests {
             ("train.max_memory_gb=-3", "train.max_memory_gb"),
             ("train.time_limit=-5", "train.time_limit"),
             ("train.eval_every=0", "train.eval_every"),
+            ("train.error_guided=1.5", "train.error_guided"),
             ("train.lr=-1", "train.lr"),
             ("net.modulator=cubic", "net.modulator"),
             ("net.bases=sometimes", "net.bases"),

@@ -11,6 +11,7 @@ pub mod error;
 pub mod figure;
 pub mod gpu;
 pub mod grid;
+pub mod guided;
 pub mod kernels;
 pub mod layers;
 pub mod memory;

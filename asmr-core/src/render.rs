@@ -75,12 +75,34 @@ pub const FULL_GRID_INFER_BYTES: usize = 1 << 30;
 
 /// Whole-signal PSNR (prediction clamped to `[0, 1]`), accumulated band by band.
 pub fn evaluate_psnr(built: &BuiltModel, signal: &Signal) -> Result<f64> {
+    score(built, signal, None)
+}
+
+/// [`evaluate_psnr`] and each sample's error (the root of its squared error summed over the
+/// channels, in the range the PSNR is taken in), raster order.
+pub fn evaluate_errors(built: &BuiltModel, signal: &Signal) -> Result<(f64, Vec<f32>)> {
+    let mut errors = Vec::with_capacity(signal.info.num_samples());
+    let psnr = score(built, signal, Some(&mut errors))?;
+    Ok((psnr, errors))
+}
+
+fn score(built: &BuiltModel, signal: &Signal, mut errors: Option<&mut Vec<f32>>) -> Result<f64> {
     let c = signal.info.channels;
     let per_row = signal.info.num_samples() / signal.info.shape[0] * c;
     let mut sq = 0f64;
     for_each_band(built, &mut |rows, band| {
         let target = signal.data.slice(rows.start * per_row..rows.end * per_row);
         sq += crate::metrics::clamped_mse(&target, band, 0.0, 1.0) * band.len() as f64;
+        if let Some(errors) = errors.as_deref_mut() {
+            errors.extend(target.chunks(c).zip(band.chunks(c)).map(|(t, p)| {
+                let e: f32 = t
+                    .iter()
+                    .zip(p)
+                    .map(|(&t, &p)| (p.clamp(0.0, 1.0) - t).powi(2))
+                    .sum();
+                e.sqrt()
+            }));
+        }
         Ok(())
     })?;
     Ok(crate::metrics::psnr_from_mse(

@@ -5,6 +5,7 @@
 //! signal at epoch ends. The loop reports to an [`Observer`] and prints nothing.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::Tensor;
@@ -13,10 +14,11 @@ use crate::checkpoint::{self, Checkpoint, CheckpointKind, CheckpointMeta};
 use crate::config::LrSchedule;
 use crate::config::{Config, TrainConfig};
 use crate::error::{Error, Result};
+use crate::guided::ErrorMap;
 use crate::metrics::psnr_from_mse;
 use crate::models::BuiltModel;
 use crate::optim::{cosine_lr, step_lr, Adam, AdamConfig, WeightAverage};
-use crate::render::{evaluate_psnr, target_rows};
+use crate::render::{evaluate_errors, evaluate_psnr, target_rows};
 use crate::sampler::BatchSource;
 use crate::signal::Signal;
 
@@ -285,7 +287,13 @@ pub struct Trainer<'a> {
     /// Steps between reads of the losses ([`loss_every`]), and the steps not read yet.
     loss_every: usize,
     unread: Vec<Unread>,
+    /// With `train.error_guided`: the errors of the last whole-signal evaluation, which guide
+    /// the batches of the steps after it.
+    guide: Option<Arc<ErrorMap>>,
 }
+
+/// The training state's tensor of the errors that guide the next batches (`train.error_guided`).
+const GUIDE_KEY: &str = "guide/errors";
 
 /// A time budget's rate is measured from the point where this many steps and seconds have passed
 /// (the first steps pay one-off costs that would make the estimate short).
@@ -362,6 +370,7 @@ impl<'a> Trainer<'a> {
             average: (config.ema > 0.0).then(|| WeightAverage::new(config.ema)),
             loss_every: loss_every(config, &model.device),
             unread: Vec::new(),
+            guide: None,
         })
     }
 
@@ -405,6 +414,15 @@ impl<'a> Trainer<'a> {
                 avg.load(values)?;
             }
         }
+        self.guide = match ckpt.tensors.get(GUIDE_KEY) {
+            Some(t) => {
+                let errors = t.to_device(&candle_core::Device::Cpu)?.to_vec1::<f32>()?;
+                let map = ErrorMap::new(&self.signal.info.shape, errors)
+                    .ok_or_else(|| bad(format!("`{GUIDE_KEY}` does not fit the signal")))?;
+                Some(Arc::new(map))
+            }
+            None => None,
+        };
         self.elapsed_before = ckpt.meta.elapsed_seconds;
         if self.step > self.total_steps() {
             return Err(bad(format!(
@@ -752,8 +770,15 @@ impl<'a> Trainer<'a> {
     ) -> Result<()> {
         let chunk = micro_batch(&self.config, &self.model.device);
         let (model, signal, prefetch) = (self.model, self.signal, self.prefetch);
-        let ready = |source: &mut Box<dyn BatchSource + 'a>, step: usize, spe: usize| {
-            let idx = source.batch(step / spe, step % spe);
+        let seed = self.config.seed;
+        let ready = |source: &mut Box<dyn BatchSource + 'a>,
+                     step: usize,
+                     spe: usize,
+                     guide: Option<(Arc<ErrorMap>, f64)>| {
+            let mut idx = source.batch(step / spe, step % spe);
+            if let Some((map, share)) = guide {
+                idx = map.guide(idx, share, seed, step);
+            }
             let target = target_rows(signal, &idx, &model.device)?;
             ReadyBatch::new(model, idx, target, chunk, prefetch)
         };
@@ -764,12 +789,13 @@ impl<'a> Trainer<'a> {
                 (Some(source), Some(spe)) => {
                     let current = match next.take() {
                         Some(r) => r,
-                        None => ready(source, self.step, spe)?,
+                        None => ready(source, self.step, spe, self.guide_for(self.step))?,
                     };
                     let following = self.step + 1;
                     let more = self.prefetch && following < self.total_steps();
+                    let guide = self.guide_for(following);
                     let (rec, made) = std::thread::scope(|s| {
-                        let worker = more.then(|| s.spawn(|| ready(source, following, spe)));
+                        let worker = more.then(|| s.spawn(|| ready(source, following, spe, guide)));
                         let rec = self.step_ready(current, read);
                         let made = worker.map(|w| w.join().expect("the batch worker panicked"));
                         (rec, made)
@@ -791,7 +817,15 @@ impl<'a> Trainer<'a> {
             };
             if whole_signal {
                 if self.steps_per_epoch.is_some() {
-                    let psnr = evaluate_psnr(self.model, self.signal)?;
+                    let psnr = if self.config.error_guided > 0.0 {
+                        let (psnr, errors) = evaluate_errors(self.model, self.signal)?;
+                        self.guide = ErrorMap::new(&self.signal.info.shape, errors).map(Arc::new);
+                        // The next batch was made from the previous errors.
+                        next = None;
+                        psnr
+                    } else {
+                        evaluate_psnr(self.model, self.signal)?
+                    };
                     self.record_evaluation(psnr)?;
                     rec.evaluation = Some(psnr);
                     observer.evaluated(self, psnr)?;
@@ -803,6 +837,17 @@ impl<'a> Trainer<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The error map and the share of step `step`'s batch it draws: `train.error_guided` at the
+    /// start, falling linearly to 0 at the schedule's end, so the last epochs fit the plain mean
+    /// error that the PSNR scores.
+    fn guide_for(&self, step: usize) -> Option<(Arc<ErrorMap>, f64)> {
+        let spe = self.steps_per_epoch?.max(1);
+        let done = (step / spe) as f64 / self.total_epochs().max(1) as f64;
+        let share = self.config.error_guided * (1.0 - done).max(0.0);
+        let map = self.guide.clone()?;
+        (share > 0.0).then_some((map, share))
     }
 
     /// Save everything needed to resume (`state.safetensors`).
@@ -825,6 +870,11 @@ impl<'a> Trainer<'a> {
             for (n, t) in avg.values() {
                 tensors.push((format!("average/{n}"), t.clone()));
             }
+        }
+        if let Some(map) = &self.guide {
+            let errors = map.errors();
+            let t = Tensor::from_slice(errors, errors.len(), &candle_core::Device::Cpu)?;
+            tensors.push((GUIDE_KEY.into(), t));
         }
         checkpoint::save(
             path,

@@ -291,6 +291,45 @@ fn minibatch_epochs_learn_and_resume_exactly() {
     );
 }
 
+/// Error-guided minibatches: each evaluation's errors change the batches after it, the fit still
+/// learns, and a run stopped mid-epoch or right after an evaluation resumes into the same steps,
+/// with the next batch made ahead or in turn.
+#[test]
+fn error_guided_batches_learn_and_resume_exactly() {
+    let s: &'static Signal = Box::leak(Box::new(test_signal(&[16, 16], 1)));
+    let plain_cfg = minibatch_config(8);
+    let mut cfg = plain_cfg.clone();
+    cfg.train.error_guided = 0.5;
+    let initial = {
+        let built = build_model(&cfg, &s.info, &common::devices()[0]).unwrap();
+        asmr_core::render::evaluate_psnr(&built, s).unwrap()
+    };
+    let plain = train_epochs(&plain_cfg, s, None, None);
+    let full = train_epochs_with(&cfg, s, None, None, Some(false));
+    assert_eq!(full.step, 8 * 4);
+    assert_ne!(params_of(&full), params_of(&plain));
+    assert!(
+        full.best_psnr > initial + 3.0,
+        "{} vs {initial}",
+        full.best_psnr
+    );
+    let ahead = train_epochs_with(&cfg, s, None, None, Some(true));
+    assert_eq!(params_of(&ahead), params_of(&full));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.safetensors");
+    // Step 8 ends epoch 2 and its evaluation; step 10 is inside epoch 3.
+    for (stop, prefetch) in [(8, false), (10, false), (8, true)] {
+        let half = train_epochs_with(&cfg, s, Some(stop), None, Some(prefetch));
+        half.save_state(&state, &cfg, s).unwrap();
+        let resumed = train_epochs_with(&cfg, s, None, Some(&state), Some(prefetch));
+        assert_eq!(
+            params_of(&resumed),
+            params_of(&full),
+            "stopped at {stop}, prefetch {prefetch}"
+        );
+    }
+}
+
 /// Batches made ready on a worker thread while a step runs give the same steps as batches made
 /// between steps, for every model that prepares its batches (ASMR's level cells, the grids'
 /// interpolation plans) and one that does not, with micro-batches, and across a stop and resume.
