@@ -74,11 +74,13 @@ impl ErrorMap {
                 break;
             }
         }
-        // Rounding in the running sum can leave the last draw past its end.
-        let last = self.errors.iter().rposition(|&e| e > 0.0).unwrap_or(0);
-        push_coord(last, &self.shape, &mut coord);
-        for _ in placed..drawn {
-            out.extend_from_slice(&coord);
+        if placed < drawn {
+            // Rounding in the running sum left the last draw past its end.
+            let last = self.errors.iter().rposition(|&e| e > 0.0).unwrap_or(0);
+            push_coord(last, &self.shape, &mut coord);
+            for _ in placed..drawn {
+                out.extend_from_slice(&coord);
+            }
         }
         out
     }
