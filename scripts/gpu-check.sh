@@ -7,6 +7,9 @@
 #
 # Usage: scripts/gpu-check.sh [dist/asmr-cuda.tar.xz] [quick]
 #   quick: tests and the 512 x 512 bench only.
+#   GPU_CHECK_BUDGET (seconds, default 540): each step's limit is cut to what is left of it, and
+#   steps that find under 10 s left are skipped, so the summary is printed (and $OUT written)
+#   inside a device call's time limit however slow a step turns out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bundle=${1:-dist/asmr-cuda.tar.xz}
@@ -50,9 +53,18 @@ ldd "$cli" | grep -E "cublas|curand|nvrtc|libcuda" || true
 
 status=0
 summary=()
-run() {  # run NAME LIMIT_S COMMAND...: logged, timed, bounded
+budget=${GPU_CHECK_BUDGET:-540}
+run() {  # run NAME LIMIT_S COMMAND...: logged, timed, bounded by the step's and the whole budget
   local name=$1 limit=$2
   shift 2
+  local left=$((budget - ($(date +%s) - start)))
+  if [ $left -lt 10 ]; then
+    stamp "== $name: skipped, the budget of $budget s is spent"
+    status=1
+    summary+=("$(printf '%-34s skipped (budget)' "$name")")
+    return 1
+  fi
+  [ $left -lt "$limit" ] && limit=$left
   stamp "== $name"
   local t0=$(date +%s)
   timeout "$limit" "$@"
