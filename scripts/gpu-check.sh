@@ -83,6 +83,14 @@ unset ASMR_REQUIRE_CUDA
 
 run "fit built-in image, cuda" 120 "$cli" fit image --device cuda --iterations 500 \
   --out /tmp/asmr-fit && cp /tmp/asmr-fit/metrics.json "$out/fit-metrics.json"
+# Start-up: 100 steps in a fresh process whose driver cache of JIT-compiled PTX starts empty
+# (what a fresh machine pays for candle's PTX kernels; ours are machine code), then again with
+# that cache filled.
+jit_cache=$(mktemp -d)
+for cache in cold warm; do
+  run "start-up, $cache PTX cache" 60 env CUDA_CACHE_PATH="$jit_cache" bash -c \
+    'TIMEFORMAT="wall %R s"; time "$0" fit image --device cuda --iterations 100 --out /tmp/asmr-startup --overwrite >/dev/null' "$cli"
+done
 # The table's fit row: cameraman (packed into the bundle by build-cuda.sh --dist), 2,000 steps.
 if [ -f "$dist/data/image-cameraman-512.png" ]; then
   for tf in false true; do
