@@ -12,7 +12,8 @@
 # Usage: scripts/build-cuda.sh [--dist | --clippy]
 #   (env: CUDA_VENV, CUDA_WHEELS=13.0, CUDA_COMPUTE_CAP=90)
 #   --clippy lints the CUDA-only code (asmr-core and asmr-cli with --features cuda, which compiles
-#   the kernels in asmr-core/cuda/ with nvcc) instead; it needs only the compiler wheels (CI runs it).
+#   the kernels in asmr-core/cuda/ with nvcc) and builds asmr-core's library with it instead; it
+#   needs only the compiler wheels (CI runs it).
 #   --dist also builds asmr-core's test executables and packs them with the CLI, stripped, into
 #   dist/asmr-cuda.tar.xz for scripts/gpu-check.sh on a GPU machine (carry `dist` there).
 # Output: target/cuda/release/asmr-cli (its own target folder, so the CPU build is not rebuilt).
@@ -52,8 +53,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$(nvcc --version | tail -1)" ]; then
 fi
 nvcc --version | tail -1
 if [ "${1:-}" = --clippy ]; then
-  exec cargo clippy --release -p asmr-core -p asmr-cli --features asmr-cli/cuda --all-targets \
+  cargo clippy --release -p asmr-core -p asmr-cli --features asmr-cli/cuda --all-targets \
     -- -D warnings
+  # Lints stop before code generation, where generic code is instantiated (an unbounded chain of
+  # instantiations fails only there): the library with the CUDA code is built too. It links
+  # nothing, so the driver library is not needed.
+  exec cargo build --release -p asmr-core --features cuda --lib
 fi
 link="$venv/link"
 mkdir -p "$link"

@@ -154,17 +154,18 @@ impl Uploaded {
 
     /// The address of the data on `dev`, copied there by one upload of `make()` the first time.
     pub fn get(&self, dev: &CudaDevice, make: impl FnOnce() -> Vec<u32>) -> Result<Ptr> {
-        if let Some((id, s)) = self.cell.get() {
-            if *id != dev.id() {
-                candle_core::bail!("index data uploaded to another CUDA device");
+        let (id, s) = match self.cell.get() {
+            Some(held) => held,
+            None => {
+                let s = dev.clone_htod(&make()[..])?;
+                // Two threads racing here upload the same data; the loser's copy is dropped.
+                self.cell.get_or_init(|| (dev.id(), s))
             }
-            return Ok(address(s, dev));
+        };
+        if *id != dev.id() {
+            candle_core::bail!("index data uploaded to another CUDA device");
         }
-        let data = make();
-        let s = dev.clone_htod(&data[..])?;
-        // Two threads racing here upload the same data; the loser's copy is dropped.
-        let _ = self.cell.set((dev.id(), s));
-        self.get(dev, || unreachable!("set above"))
+        Ok(address(s, dev))
     }
 }
 
