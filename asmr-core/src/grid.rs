@@ -9,12 +9,30 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// Read from files (a checkpoint's metadata) through [`MultiResGrid::new`], so a grid that does
+/// not hold together is refused there and not met later as an index out of range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "GridParts")]
 pub struct MultiResGrid {
     /// Grid size per axis (the padded size when the signal needed padding).
     shape: Vec<usize>,
     /// `bases[a][l]`.
     bases: Vec<Vec<usize>>,
+}
+
+/// A grid's fields as stored, before they are checked.
+#[derive(Deserialize)]
+struct GridParts {
+    shape: Vec<usize>,
+    bases: Vec<Vec<usize>>,
+}
+
+impl TryFrom<GridParts> for MultiResGrid {
+    type Error = Error;
+
+    fn try_from(parts: GridParts) -> Result<Self> {
+        Self::new(&parts.shape, parts.bases)
+    }
 }
 
 impl MultiResGrid {
@@ -45,8 +63,9 @@ impl MultiResGrid {
             if b.contains(&0) {
                 return Err(Error::Grid(format!("axis {a}: a base of 0 in {b:?}")));
             }
-            let p: usize = b.iter().product();
-            if p != n {
+            let p = b.iter().try_fold(1usize, |p, &x| p.checked_mul(x));
+            if p != Some(n) {
+                let p = p.map_or("more than any axis holds".into(), |p| p.to_string());
                 return Err(Error::Grid(format!(
                     "axis {a}: bases {b:?} multiply to {p}, but the axis has {n} samples"
                 )));

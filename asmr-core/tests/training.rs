@@ -178,6 +178,41 @@ fn corrupt_checkpoints_are_reported() {
     std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
     assert!(checkpoint::load(&p, &dev).is_err());
     assert!(checkpoint::load(dir.path(), &dev).is_err());
+    // Metadata whose grid does not hold together (found by the checkpoint fuzz target: an axis
+    // with fewer levels than the others was indexed past its end when the model was profiled).
+    for (bases, want) in [
+        (serde_json::json!([[2, 4], [8]]), "axis 1 has 1 levels"),
+        (serde_json::json!([[2, 4], [4, 3]]), "multiply to 12"),
+        (serde_json::json!([[2, 4], [0, 8]]), "a base of 0"),
+        (
+            serde_json::json!([[2, 4], [1u64 << 40, 1u64 << 40]]),
+            "more than any axis holds",
+        ),
+    ] {
+        std::fs::write(&p, with_grid_bases(&bytes, bases)).unwrap();
+        let e = checkpoint::load(&p, &dev).err().unwrap().to_string();
+        assert!(e.contains(want), "{e}");
+    }
+    // The same rewrite with the grid's own bases still loads.
+    let ckpt = checkpoint::load(&good, &dev).unwrap();
+    let bases = serde_json::to_value(ckpt.meta.grid.unwrap().bases()).unwrap();
+    std::fs::write(&p, with_grid_bases(&bytes, bases)).unwrap();
+    assert!(checkpoint::load(&p, &dev).is_ok());
+}
+
+/// A checkpoint's bytes with the bases of the grid in its metadata replaced.
+fn with_grid_bases(bytes: &[u8], bases: serde_json::Value) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let meta = header["__metadata__"]["asmr"].as_str().unwrap();
+    let mut meta: serde_json::Value = serde_json::from_str(meta).unwrap();
+    meta["grid"]["bases"] = bases;
+    header["__metadata__"]["asmr"] = meta.to_string().into();
+    let header = header.to_string().into_bytes();
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend(header);
+    out.extend(&bytes[8 + n..]);
+    out
 }
 
 fn minibatch_config(epochs: usize) -> Config {
